@@ -1,1 +1,199 @@
-//! placeholder
+//! Treaty's configuration: TOML in, a validated [`Config`] out.
+//!
+//! Parsing happens in two steps, as in tensorzero and pingora: [`raw`]
+//! mirrors the file with `deny_unknown_fields`, so a misspelt key is an
+//! error with its line; [`validate`] turns it into typed, checked values or
+//! a [`ConfigError`] that names the key and shows a correct example.
+//! Secrets are read from environment variables or files named in the
+//! config, never from the file itself, and are redacted in `Debug`.
+//! Environment access goes through the [`Env`] trait so tests and the demo
+//! can supply their own values without touching the process environment.
+
+mod env;
+mod error;
+mod raw;
+mod secret;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use env::{Env, MapEnv, ProcessEnv};
+pub use error::ConfigError;
+pub use secret::Secret;
+use treaty_domain::{Channel, Host, HostId, Instance, Product, Tenant};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory relative paths in the file are resolved against.
+    pub base_dir: PathBuf,
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub store: StoreConfig,
+    pub instance: Instance,
+    pub hosts: Vec<HostConfig>,
+    pub tenants: Vec<Tenant>,
+    pub channels: Vec<Channel>,
+    pub products: Vec<Product>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// The environment variable holding the admin token; admin routes are
+    /// disabled when it is unset.
+    pub admin_token_env: String,
+    /// How long a verified virtual key is trusted before the store is asked
+    /// again. Revocations made elsewhere take effect within this time.
+    pub key_cache_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub connect_timeout: Duration,
+    /// Deadline for the first byte of the upstream's answer (headers).
+    pub first_byte_timeout: Duration,
+    /// Deadline for the whole upstream exchange, streams included.
+    pub total_timeout: Duration,
+    /// Attempts per request across allowed hosts, the first included.
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (relative to the config file) or `postgres://...`.
+    pub url: String,
+}
+
+/// A host as contracts see it, plus how to reach it.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub host: Arc<Host>,
+    pub endpoint: Endpoint,
+}
+
+impl HostConfig {
+    pub fn id(&self) -> &HostId {
+        &self.host.id
+    }
+}
+
+/// How to reach a host and authenticate to it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    /// Set for `azure_openai` hosts only.
+    pub azure: Option<AzureSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureSettings {
+    pub api_style: AzureApiStyle,
+    pub auth: AzureAuth,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AzureApiStyle {
+    /// `/openai/deployments/{deployment}/...?api-version=...`
+    Deployments { api_version: String },
+    /// The newer `/openai/v1/...` path with the model in the body.
+    V1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AzureAuth {
+    /// The `api-key` header.
+    ApiKey,
+    /// `Authorization: Bearer` with a Microsoft Entra token.
+    Bearer,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::from_toml(&text, &base_dir, env).map_err(|e| e.in_file(path))
+    }
+
+    /// Parses and validates config text; relative paths resolve against
+    /// `base_dir`.
+    pub fn from_toml(text: &str, base_dir: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: None,
+            message: e.to_string(),
+        })?;
+        validate::validate(raw, base_dir, env)
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.id.as_str() == id)
+    }
+
+    pub fn channel(&self, id: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.id.as_str() == id)
+    }
+
+    pub fn product(&self, id: &str) -> Option<&Product> {
+        self.products.iter().find(|p| p.id.as_str() == id)
+    }
+
+    pub fn host(&self, id: &str) -> Option<&HostConfig> {
+        self.hosts.iter().find(|h| h.host.id.as_str() == id)
+    }
+
+    /// Every public model name some host serves, sorted and deduplicated.
+    pub fn model_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .hosts
+            .iter()
+            .flat_map(|h| h.host.models.iter().map(|m| m.name.as_str()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Resolves the store URL: a relative SQLite path is taken relative to
+    /// the config file, not the working directory.
+    pub fn store_url(&self) -> String {
+        resolve_store_url(&self.store.url, &self.base_dir)
+    }
+}
+
+/// Makes a relative `sqlite://` path absolute against `base_dir`; other
+/// URLs are returned as they are.
+pub fn resolve_store_url(url: &str, base_dir: &Path) -> String {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        if !path.starts_with('/') && path != ":memory:" {
+            let abs = base_dir.join(path);
+            let mut out = format!("sqlite://{}", abs.display());
+            if let Some(q) = query {
+                out.push('?');
+                out.push_str(q);
+            }
+            return out;
+        }
+    }
+    url.to_owned()
+}
+
+#[cfg(test)]
+mod tests;

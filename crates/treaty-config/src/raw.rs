@@ -1,0 +1,125 @@
+//! The config file as written: every table denies unknown keys.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub store: RawStore,
+    pub instance: Option<RawInstance>,
+    #[serde(default)]
+    pub hosts: Vec<RawHost>,
+    #[serde(default)]
+    pub tenants: Vec<RawTenant>,
+    #[serde(default)]
+    pub channels: Vec<RawChannel>,
+    #[serde(default)]
+    pub products: Vec<RawProduct>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub listen: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub admin_token_env: Option<String>,
+    pub key_cache_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub connect_timeout: Option<String>,
+    pub first_byte_timeout: Option<String>,
+    pub total_timeout: Option<String>,
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInstance {
+    pub id: String,
+    pub cloud: String,
+    pub region: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHost {
+    pub id: String,
+    pub cloud: String,
+    pub region: String,
+    pub provider: String,
+    pub base_url: String,
+    pub api_key: Option<RawSecret>,
+    pub api_version: Option<String>,
+    pub api_style: Option<String>,
+    pub auth: Option<String>,
+    #[serde(default)]
+    pub certifications: Vec<String>,
+    pub weight: Option<u32>,
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModel {
+    pub name: String,
+    pub target: Option<String>,
+    #[serde(default)]
+    pub input_cost_per_mtok: f64,
+    #[serde(default)]
+    pub output_cost_per_mtok: f64,
+}
+
+/// `{ env = "NAME" }` or `{ file = "path" }`; an inline string is refused
+/// during validation so the error can say what to write instead.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawSecret {
+    Ref(RawSecretRef),
+    Inline(serde::de::IgnoredAny),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecretRef {
+    pub env: Option<String>,
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTenant {
+    pub id: String,
+    pub segment: String,
+    pub data_region: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChannel {
+    pub id: String,
+    pub kind: String,
+    pub cloud: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProduct {
+    pub id: String,
+    pub kind: String,
+    pub models: Option<Vec<String>>,
+}

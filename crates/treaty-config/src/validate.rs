@@ -1,0 +1,479 @@
+//! Raw config to validated config.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use treaty_domain::{
+    Channel, ChannelId, ChannelKind, Host, HostId, Instance, ModelDeployment, Product, ProductId,
+    ProductKind, ProviderKind, Tenant, TenantId,
+};
+
+use crate::env::{Env, interpolate};
+use crate::raw::{RawConfig, RawHost, RawSecret};
+use crate::{
+    AzureApiStyle, AzureAuth, AzureSettings, Config, ConfigError, Endpoint, HostConfig, Secret,
+    ServerConfig, StoreConfig, UpstreamConfig,
+};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_MAX_BODY: u64 = 8 * 1024 * 1024;
+
+pub(crate) fn validate(
+    raw: RawConfig,
+    base_dir: &Path,
+    env: &dyn Env,
+) -> Result<Config, ConfigError> {
+    let server = server(&raw)?;
+    let upstream = upstream(&raw)?;
+    let store = StoreConfig {
+        url: match &raw.store.url {
+            Some(url) => interpolate(url, env).map_err(|m| {
+                ConfigError::invalid("store.url", m, r#"url = "sqlite://treaty.db""#)
+            })?,
+            None => "sqlite://treaty.db".to_owned(),
+        },
+    };
+    if !(store.url.starts_with("sqlite:") || store.url.starts_with("postgres")) {
+        return Err(ConfigError::invalid(
+            "store.url",
+            format!("unsupported store URL {:?}", store.url),
+            r#"url = "sqlite://treaty.db"  # or "postgres://user@host/db""#,
+        ));
+    }
+    let instance = match raw.instance {
+        Some(i) => Instance {
+            id: i.id,
+            cloud: i.cloud,
+            region: i.region,
+        },
+        None => Instance {
+            id: "treaty".into(),
+            cloud: "onprem".into(),
+            region: "local".into(),
+        },
+    };
+
+    let mut hosts = Vec::with_capacity(raw.hosts.len());
+    let mut seen = HashSet::new();
+    for (i, h) in raw.hosts.into_iter().enumerate() {
+        let host = host(i, h, base_dir, env)?;
+        if !seen.insert(host.host.id.clone()) {
+            return Err(ConfigError::invalid(
+                format!("hosts[{i}].id"),
+                format!("duplicate host id {:?}", host.host.id.as_str()),
+                r#"id = "azure-westus""#,
+            ));
+        }
+        hosts.push(host);
+    }
+
+    let mut tenants = Vec::new();
+    for (i, t) in raw.tenants.into_iter().enumerate() {
+        let key = format!("tenants[{i}]");
+        let id = id::<TenantId>(&key, &t.id, r#"id = "acme""#)?;
+        if tenants.iter().any(|x: &Tenant| x.id == id) {
+            return Err(dup(&key, &t.id, r#"id = "acme""#));
+        }
+        nonempty(&format!("{key}.segment"), &t.segment, r#"segment = "enterprise""#)?;
+        nonempty(&format!("{key}.data_region"), &t.data_region, r#"data_region = "us""#)?;
+        tenants.push(Tenant {
+            id,
+            segment: t.segment,
+            data_region: t.data_region,
+        });
+    }
+
+    let mut channels = Vec::new();
+    for (i, c) in raw.channels.into_iter().enumerate() {
+        let key = format!("channels[{i}]");
+        let id = id::<ChannelId>(&key, &c.id, r#"id = "aws-marketplace""#)?;
+        if channels.iter().any(|x: &Channel| x.id == id) {
+            return Err(dup(&key, &c.id, r#"id = "aws-marketplace""#));
+        }
+        let kind = match c.kind.as_str() {
+            "first_party" => ChannelKind::FirstParty,
+            "third_party_cloud" => ChannelKind::ThirdPartyCloud,
+            "reseller" => ChannelKind::Reseller,
+            other => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.kind"),
+                    format!(
+                        "unknown channel kind {other:?} (expected first_party, third_party_cloud or reseller)"
+                    ),
+                    r#"kind = "third_party_cloud""#,
+                ));
+            }
+        };
+        channels.push(Channel {
+            id,
+            kind,
+            cloud: c.cloud,
+        });
+    }
+
+    let served: HashSet<&str> = hosts
+        .iter()
+        .flat_map(|h| h.host.models.iter().map(|m| m.name.as_str()))
+        .collect();
+    let mut products = Vec::new();
+    for (i, p) in raw.products.into_iter().enumerate() {
+        let key = format!("products[{i}]");
+        let id = id::<ProductId>(&key, &p.id, r#"id = "frontier""#)?;
+        if products.iter().any(|x: &Product| x.id == id) {
+            return Err(dup(&key, &p.id, r#"id = "frontier""#));
+        }
+        let kind = match p.kind.as_str() {
+            "api" => ProductKind::Api,
+            "first_party" => ProductKind::FirstParty,
+            "non_api" => ProductKind::NonApi,
+            other => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.kind"),
+                    format!("unknown product kind {other:?} (expected api, first_party or non_api)"),
+                    r#"kind = "api""#,
+                ));
+            }
+        };
+        if let Some(models) = &p.models {
+            for (j, m) in models.iter().enumerate() {
+                if !served.contains(m.as_str()) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.models[{j}]"),
+                        format!("no host serves model {m:?}"),
+                        r#"models = ["gpt-4o"]  # a name listed in some [[hosts]] models"#,
+                    ));
+                }
+            }
+        }
+        products.push(Product {
+            id,
+            kind,
+            models: p.models,
+        });
+    }
+
+    Ok(Config {
+        base_dir: base_dir.to_path_buf(),
+        server,
+        upstream,
+        store,
+        instance,
+        hosts,
+        tenants,
+        channels,
+        products,
+    })
+}
+
+fn server(raw: &RawConfig) -> Result<ServerConfig, ConfigError> {
+    let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = listen_text.parse().map_err(|_| {
+        ConfigError::invalid(
+            "server.listen",
+            format!("{listen_text:?} is not an address:port"),
+            r#"listen = "127.0.0.1:8080""#,
+        )
+    })?;
+    let max_body = raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+    if max_body == 0 || max_body > (1 << 30) {
+        return Err(ConfigError::invalid(
+            "server.max_body_bytes",
+            "must be between 1 byte and 1 GiB",
+            "max_body_bytes = 8388608  # 8 MiB",
+        ));
+    }
+    Ok(ServerConfig {
+        listen,
+        max_body_bytes: max_body as usize,
+        admin_token_env: raw
+            .server
+            .admin_token_env
+            .clone()
+            .unwrap_or_else(|| "TREATY_ADMIN_TOKEN".to_owned()),
+        key_cache_ttl: duration(
+            "server.key_cache_ttl",
+            raw.server.key_cache_ttl.as_deref(),
+            Duration::from_secs(5),
+            true,
+        )?,
+    })
+}
+
+fn upstream(raw: &RawConfig) -> Result<UpstreamConfig, ConfigError> {
+    let u = &raw.upstream;
+    let max_attempts = u.max_attempts.unwrap_or(3);
+    if !(1..=10).contains(&max_attempts) {
+        return Err(ConfigError::invalid(
+            "upstream.max_attempts",
+            "must be between 1 and 10",
+            "max_attempts = 3",
+        ));
+    }
+    Ok(UpstreamConfig {
+        connect_timeout: duration(
+            "upstream.connect_timeout",
+            u.connect_timeout.as_deref(),
+            Duration::from_secs(5),
+            false,
+        )?,
+        first_byte_timeout: duration(
+            "upstream.first_byte_timeout",
+            u.first_byte_timeout.as_deref(),
+            Duration::from_secs(60),
+            false,
+        )?,
+        total_timeout: duration(
+            "upstream.total_timeout",
+            u.total_timeout.as_deref(),
+            Duration::from_secs(600),
+            false,
+        )?,
+        max_attempts,
+    })
+}
+
+fn duration(
+    key: &str,
+    value: Option<&str>,
+    default: Duration,
+    zero_ok: bool,
+) -> Result<Duration, ConfigError> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    let name = key.rsplit('.').next().unwrap_or(key);
+    let d = humantime::parse_duration(text).map_err(|e| {
+        ConfigError::invalid(
+            key,
+            format!("{text:?} is not a duration: {e}"),
+            format!("{name} = \"30s\""),
+        )
+    })?;
+    if d.is_zero() && !zero_ok {
+        return Err(ConfigError::invalid(
+            key,
+            "must be greater than zero",
+            format!("{name} = \"30s\""),
+        ));
+    }
+    Ok(d)
+}
+
+fn host(i: usize, h: RawHost, base_dir: &Path, env: &dyn Env) -> Result<HostConfig, ConfigError> {
+    let key = format!("hosts[{i}]");
+    let id = id::<HostId>(&key, &h.id, r#"id = "azure-eastus""#)?;
+    let provider: ProviderKind = h.provider.parse().map_err(|()| {
+        let names: Vec<&str> = ProviderKind::ALL.iter().map(|p| p.as_str()).collect();
+        ConfigError::invalid(
+            format!("{key}.provider"),
+            format!(
+                "unknown provider {:?} (expected one of {})",
+                h.provider,
+                names.join(", ")
+            ),
+            r#"provider = "azure_openai""#,
+        )
+    })?;
+    if matches!(
+        provider,
+        ProviderKind::Bedrock | ProviderKind::Anthropic | ProviderKind::Gemini
+    ) {
+        return Err(ConfigError::invalid(
+            format!("{key}.provider"),
+            format!(
+                "provider {:?} is not available in this build yet; point the host at an OpenAI-compatible endpoint for now",
+                h.provider
+            ),
+            r#"provider = "openai_compatible""#,
+        ));
+    }
+    nonempty(&format!("{key}.cloud"), &h.cloud, r#"cloud = "azure""#)?;
+    nonempty(&format!("{key}.region"), &h.region, r#"region = "us-east""#)?;
+
+    let base_url = interpolate(&h.base_url, env)
+        .map_err(|m| ConfigError::invalid(format!("{key}.base_url"), m, example_url(provider)))?;
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+        || base_url.len() <= "https://".len()
+    {
+        return Err(ConfigError::invalid(
+            format!("{key}.base_url"),
+            format!("{base_url:?} is not an http(s) URL"),
+            example_url(provider),
+        ));
+    }
+    let base_url = base_url.trim_end_matches('/').to_owned();
+
+    let api_key = match h.api_key {
+        None => None,
+        Some(s) => Some(secret(&format!("{key}.api_key"), s, base_dir, env)?),
+    };
+    let needs_key = matches!(provider, ProviderKind::Openai | ProviderKind::AzureOpenai);
+    if needs_key && api_key.is_none() {
+        return Err(ConfigError::invalid(
+            format!("{key}.api_key"),
+            format!("provider {provider} needs a credential"),
+            r#"api_key = { env = "AZURE_OPENAI_API_KEY" }  # or { file = "secrets/azure.key" }"#,
+        ));
+    }
+
+    let azure = if provider == ProviderKind::AzureOpenai {
+        let api_style = match h.api_style.as_deref().unwrap_or("deployments") {
+            "deployments" => AzureApiStyle::Deployments {
+                api_version: h.api_version.clone().ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("{key}.api_version"),
+                        "Azure deployment URLs need an api-version",
+                        r#"api_version = "2024-10-21"  # or api_style = "v1""#,
+                    )
+                })?,
+            },
+            "v1" => AzureApiStyle::V1,
+            other => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.api_style"),
+                    format!("unknown Azure API style {other:?} (expected deployments or v1)"),
+                    r#"api_style = "deployments""#,
+                ));
+            }
+        };
+        let auth = match h.auth.as_deref().unwrap_or("api_key") {
+            "api_key" => AzureAuth::ApiKey,
+            "bearer" => AzureAuth::Bearer,
+            other => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.auth"),
+                    format!("unknown Azure auth {other:?} (expected api_key or bearer)"),
+                    r#"auth = "api_key""#,
+                ));
+            }
+        };
+        Some(AzureSettings { api_style, auth })
+    } else {
+        for (field, set) in [
+            ("api_version", h.api_version.is_some()),
+            ("api_style", h.api_style.is_some()),
+            ("auth", h.auth.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    format!("{key}.{field}"),
+                    format!("`{field}` applies to azure_openai hosts only"),
+                    r#"provider = "azure_openai""#,
+                ));
+            }
+        }
+        None
+    };
+
+    if h.models.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}.models"),
+            "a host must serve at least one model",
+            r#"models = [{ name = "gpt-4o", target = "gpt-4o-prod", input_cost_per_mtok = 2.5, output_cost_per_mtok = 10.0 }]"#,
+        ));
+    }
+    let mut models: Vec<ModelDeployment> = Vec::with_capacity(h.models.len());
+    for (j, m) in h.models.into_iter().enumerate() {
+        let mkey = format!("{key}.models[{j}]");
+        nonempty(&format!("{mkey}.name"), &m.name, r#"name = "gpt-4o""#)?;
+        if models.iter().any(|x| x.name == m.name) {
+            return Err(dup(&format!("{mkey}.name"), &m.name, r#"name = "gpt-4o-mini""#));
+        }
+        if m.input_cost_per_mtok < 0.0 || m.output_cost_per_mtok < 0.0 {
+            return Err(ConfigError::invalid(
+                mkey,
+                "costs must not be negative",
+                "input_cost_per_mtok = 2.5",
+            ));
+        }
+        let target = m.target.unwrap_or_else(|| m.name.clone());
+        models.push(ModelDeployment {
+            name: m.name,
+            target,
+            input_cost_per_mtok: m.input_cost_per_mtok,
+            output_cost_per_mtok: m.output_cost_per_mtok,
+        });
+    }
+
+    Ok(HostConfig {
+        host: Arc::new(Host {
+            id,
+            cloud: h.cloud,
+            region: h.region,
+            provider,
+            certifications: h.certifications,
+            models,
+            weight: h.weight.unwrap_or(1),
+        }),
+        endpoint: Endpoint {
+            base_url,
+            api_key,
+            azure,
+        },
+    })
+}
+
+fn example_url(provider: ProviderKind) -> &'static str {
+    match provider {
+        ProviderKind::AzureOpenai => r#"base_url = "https://my-resource.openai.azure.com""#,
+        ProviderKind::Openai => r#"base_url = "https://api.openai.com""#,
+        _ => r#"base_url = "http://127.0.0.1:8000"  # serves /v1/chat/completions"#,
+    }
+}
+
+fn secret(key: &str, raw: RawSecret, base_dir: &Path, env: &dyn Env) -> Result<Secret, ConfigError> {
+    const EXAMPLE: &str = r#"api_key = { env = "OPENAI_API_KEY" }  # or { file = "secrets/openai.key" }"#;
+    let r = match raw {
+        RawSecret::Inline(_) => {
+            return Err(ConfigError::invalid(
+                key,
+                "secrets are never written in the config; name an environment variable or a file",
+                EXAMPLE,
+            ));
+        }
+        RawSecret::Ref(r) => r,
+    };
+    let value = match (r.env, r.file) {
+        (Some(name), None) => env
+            .var(&name)
+            .ok_or_else(|| ConfigError::invalid(key, format!("environment variable {name} is not set"), EXAMPLE))?,
+        (None, Some(file)) => {
+            let path = base_dir.join(&file);
+            std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::invalid(key, format!("cannot read secret file {}: {e}", path.display()), EXAMPLE)
+            })?
+        }
+        _ => {
+            return Err(ConfigError::invalid(key, "give exactly one of `env` or `file`", EXAMPLE));
+        }
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ConfigError::invalid(key, "the secret is empty", EXAMPLE));
+    }
+    Ok(Secret::new(value))
+}
+
+fn id<T: std::str::FromStr<Err = treaty_domain::IdError>>(
+    key: &str,
+    value: &str,
+    example: &str,
+) -> Result<T, ConfigError> {
+    value
+        .parse()
+        .map_err(|e: treaty_domain::IdError| ConfigError::invalid(format!("{key}.id"), e.to_string(), example))
+}
+
+fn dup(key: &str, value: &str, example: &str) -> ConfigError {
+    ConfigError::invalid(key, format!("duplicate id {value:?}"), example)
+}
+
+fn nonempty(key: &str, value: &str, example: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        Err(ConfigError::invalid(key, "must not be empty", example))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,45 @@
+//! The context a request carries through the pipeline.
+
+use serde::Serialize;
+
+use crate::{ChannelId, ProductId, TenantId, WorkloadClass};
+
+/// The API surface a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    ChatCompletions,
+    Embeddings,
+    Models,
+    Responses,
+}
+
+impl Route {
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::ChatCompletions => "/v1/chat/completions",
+            Route::Embeddings => "/v1/embeddings",
+            Route::Models => "/v1/models",
+            Route::Responses => "/v1/responses",
+        }
+    }
+}
+
+/// Who is asking, through whom, for what. Built by authentication, then
+/// extended by classification and the contract decision; read by the
+/// router, the providers' logging and the ledger.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestContext {
+    /// Unique per request; returned to the client as `x-request-id`.
+    pub request_id: String,
+    /// The virtual key's public id (never the secret).
+    pub key_id: String,
+    pub tenant: TenantId,
+    pub channel: ChannelId,
+    pub product: ProductId,
+    pub route: Route,
+    /// The public model name the client asked for.
+    pub model: String,
+    /// Set by classification; `None` until then.
+    pub workload_class: Option<WorkloadClass>,
+}

@@ -1,0 +1,63 @@
+//! Parsing request bodies into typed requests with errors that name the
+//! offending field.
+
+use serde::de::DeserializeOwned;
+
+/// A body that is not the request it claims to be.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    /// What is wrong, in words a client developer can act on.
+    pub message: String,
+    /// The path of the offending field (`messages[0].content`), when known.
+    pub param: Option<String>,
+}
+
+/// Parses a JSON request body, naming the field path on type errors.
+///
+/// Invalid UTF-8 and malformed JSON are reported without a param.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(ParseError {
+            message: format!(
+                "The request body is not valid UTF-8 (invalid byte at offset {}).",
+                e.valid_up_to()
+            ),
+            param: None,
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(value) => {
+            // Trailing garbage after the object is malformed JSON too.
+            if let Err(e) = de.end() {
+                return Err(ParseError {
+                    message: format!("The request body is not valid JSON: {e}."),
+                    param: None,
+                });
+            }
+            Ok(value)
+        }
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let syntax = matches!(
+                inner.classify(),
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+            );
+            if syntax {
+                Err(ParseError {
+                    message: format!("The request body is not valid JSON: {inner}."),
+                    param: None,
+                })
+            } else {
+                let param = (path != ".").then_some(path);
+                let message = match &param {
+                    Some(p) => format!("Invalid value for '{p}': {inner}."),
+                    None => format!("Invalid request body: {inner}."),
+                };
+                Err(ParseError { message, param })
+            }
+        }
+    }
+}
