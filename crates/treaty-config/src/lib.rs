@@ -155,6 +155,29 @@ impl Config {
         self.hosts.iter().find(|h| h.host.id.as_str() == id)
     }
 
+    /// Checks that a key's binding names configured entities.
+    pub fn check_binding(&self, tenant: &str, channel: &str, product: &str) -> Result<(), String> {
+        if self.tenant(tenant).is_none() {
+            return Err(format!(
+                "unknown tenant {tenant:?}; configured: {}",
+                ids(self.tenants.iter().map(|t| t.id.as_str()))
+            ));
+        }
+        if self.channel(channel).is_none() {
+            return Err(format!(
+                "unknown channel {channel:?}; configured: {}",
+                ids(self.channels.iter().map(|c| c.id.as_str()))
+            ));
+        }
+        if self.product(product).is_none() {
+            return Err(format!(
+                "unknown product {product:?}; configured: {}",
+                ids(self.products.iter().map(|p| p.id.as_str()))
+            ));
+        }
+        Ok(())
+    }
+
     /// Every public model name some host serves, sorted and deduplicated.
     pub fn model_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
@@ -172,6 +195,10 @@ impl Config {
     pub fn store_url(&self) -> String {
         resolve_store_url(&self.store.url, &self.base_dir)
     }
+}
+
+fn ids<'a>(it: impl Iterator<Item = &'a str>) -> String {
+    it.collect::<Vec<_>>().join(", ")
 }
 
 /// Makes a relative `sqlite://` path absolute against `base_dir`; other

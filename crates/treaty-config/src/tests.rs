@@ -41,7 +41,10 @@ fn minimal_config_validates_with_defaults() {
     assert_eq!(c.upstream.max_attempts, 3);
     let h = &c.hosts[0];
     assert_eq!(h.endpoint.base_url, "http://127.0.0.1:4010/azure-eastus");
-    assert_eq!(h.endpoint.api_key.as_ref().unwrap().expose(), "sk-test-secret");
+    assert_eq!(
+        h.endpoint.api_key.as_ref().unwrap().expose(),
+        "sk-test-secret"
+    );
     assert_eq!(h.host.models[0].target, "gpt4o-east");
     assert_eq!(c.store_url(), "sqlite:///etc/treaty/treaty.db");
 }
@@ -50,7 +53,10 @@ fn minimal_config_validates_with_defaults() {
 fn interpolation_uses_the_environment_first() {
     let env = env().with("EMU", "http://10.0.0.1:9");
     let c = Config::from_toml(MINIMAL, Path::new("."), &env).unwrap();
-    assert_eq!(c.hosts[0].endpoint.base_url, "http://10.0.0.1:9/azure-eastus");
+    assert_eq!(
+        c.hosts[0].endpoint.base_url,
+        "http://10.0.0.1:9/azure-eastus"
+    );
 }
 
 #[test]
@@ -65,7 +71,11 @@ fn unknown_keys_are_refused_with_their_line() {
 fn errors_name_the_key_and_show_an_example() {
     let err = load(&MINIMAL.replace("azure_openai", "azure")).unwrap_err();
     assert_eq!(err.key(), Some("hosts[0].provider"));
-    assert!(err.to_string().contains("example: provider = \"azure_openai\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("example: provider = \"azure_openai\""),
+        "{err}"
+    );
 
     let err = load(&MINIMAL.replace("api_version = \"2024-10-21\"\n", "")).unwrap_err();
     assert_eq!(err.key(), Some("hosts[0].api_version"));
@@ -96,28 +106,49 @@ fn secret_files_are_read_relative_to_the_config() {
     std::fs::write(dir.path().join("key.txt"), "file-secret\n").unwrap();
     let text = MINIMAL.replace("{ env = \"AZ_KEY\" }", "{ file = \"key.txt\" }");
     let c = Config::from_toml(&text, dir.path(), &MapEnv::new()).unwrap();
-    assert_eq!(c.hosts[0].endpoint.api_key.as_ref().unwrap().expose(), "file-secret");
+    assert_eq!(
+        c.hosts[0].endpoint.api_key.as_ref().unwrap().expose(),
+        "file-secret"
+    );
 }
 
 #[test]
 fn durations_and_limits_are_checked() {
     let text = format!("[upstream]\nfirst_byte_timeout = \"soon\"\n{MINIMAL}");
-    assert_eq!(load(&text).unwrap_err().key(), Some("upstream.first_byte_timeout"));
+    assert_eq!(
+        load(&text).unwrap_err().key(),
+        Some("upstream.first_byte_timeout")
+    );
     let text = format!("[server]\nmax_body_bytes = 0\n{MINIMAL}");
-    assert_eq!(load(&text).unwrap_err().key(), Some("server.max_body_bytes"));
+    assert_eq!(
+        load(&text).unwrap_err().key(),
+        Some("server.max_body_bytes")
+    );
 }
 
 #[test]
 fn the_shipped_example_validates() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/frontier/treaty.toml");
     let c = Config::load(&path, &MapEnv::new()).unwrap();
-    for id in ["azure-eastus", "azure-westus", "azure-westeurope", "bedrock-useast1", "gemini-uscentral1", "onprem-vllm"] {
+    for id in [
+        "azure-eastus",
+        "azure-westus",
+        "azure-westeurope",
+        "bedrock-useast1",
+        "gemini-uscentral1",
+        "onprem-vllm",
+    ] {
         assert!(c.host(id).is_some(), "{id}");
     }
     for id in ["acme", "dod", "eurobank"] {
         assert!(c.tenant(id).is_some(), "{id}");
     }
-    for id in ["direct", "aws-marketplace", "azure-marketplace", "gcp-marketplace"] {
+    for id in [
+        "direct",
+        "aws-marketplace",
+        "azure-marketplace",
+        "gcp-marketplace",
+    ] {
         assert!(c.channel(id).is_some(), "{id}");
     }
     for id in ["api", "frontier", "chat"] {

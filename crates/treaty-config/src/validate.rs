@@ -76,8 +76,16 @@ pub(crate) fn validate(
         if tenants.iter().any(|x: &Tenant| x.id == id) {
             return Err(dup(&key, &t.id, r#"id = "acme""#));
         }
-        nonempty(&format!("{key}.segment"), &t.segment, r#"segment = "enterprise""#)?;
-        nonempty(&format!("{key}.data_region"), &t.data_region, r#"data_region = "us""#)?;
+        nonempty(
+            &format!("{key}.segment"),
+            &t.segment,
+            r#"segment = "enterprise""#,
+        )?;
+        nonempty(
+            &format!("{key}.data_region"),
+            &t.data_region,
+            r#"data_region = "us""#,
+        )?;
         tenants.push(Tenant {
             id,
             segment: t.segment,
@@ -131,7 +139,9 @@ pub(crate) fn validate(
             other => {
                 return Err(ConfigError::invalid(
                     format!("{key}.kind"),
-                    format!("unknown product kind {other:?} (expected api, first_party or non_api)"),
+                    format!(
+                        "unknown product kind {other:?} (expected api, first_party or non_api)"
+                    ),
                     r#"kind = "api""#,
                 ));
             }
@@ -379,7 +389,11 @@ fn host(i: usize, h: RawHost, base_dir: &Path, env: &dyn Env) -> Result<HostConf
         let mkey = format!("{key}.models[{j}]");
         nonempty(&format!("{mkey}.name"), &m.name, r#"name = "gpt-4o""#)?;
         if models.iter().any(|x| x.name == m.name) {
-            return Err(dup(&format!("{mkey}.name"), &m.name, r#"name = "gpt-4o-mini""#));
+            return Err(dup(
+                &format!("{mkey}.name"),
+                &m.name,
+                r#"name = "gpt-4o-mini""#,
+            ));
         }
         if m.input_cost_per_mtok < 0.0 || m.output_cost_per_mtok < 0.0 {
             return Err(ConfigError::invalid(
@@ -423,8 +437,14 @@ fn example_url(provider: ProviderKind) -> &'static str {
     }
 }
 
-fn secret(key: &str, raw: RawSecret, base_dir: &Path, env: &dyn Env) -> Result<Secret, ConfigError> {
-    const EXAMPLE: &str = r#"api_key = { env = "OPENAI_API_KEY" }  # or { file = "secrets/openai.key" }"#;
+fn secret(
+    key: &str,
+    raw: RawSecret,
+    base_dir: &Path,
+    env: &dyn Env,
+) -> Result<Secret, ConfigError> {
+    const EXAMPLE: &str =
+        r#"api_key = { env = "OPENAI_API_KEY" }  # or { file = "secrets/openai.key" }"#;
     let r = match raw {
         RawSecret::Inline(_) => {
             return Err(ConfigError::invalid(
@@ -436,17 +456,29 @@ fn secret(key: &str, raw: RawSecret, base_dir: &Path, env: &dyn Env) -> Result<S
         RawSecret::Ref(r) => r,
     };
     let value = match (r.env, r.file) {
-        (Some(name), None) => env
-            .var(&name)
-            .ok_or_else(|| ConfigError::invalid(key, format!("environment variable {name} is not set"), EXAMPLE))?,
+        (Some(name), None) => env.var(&name).ok_or_else(|| {
+            ConfigError::invalid(
+                key,
+                format!("environment variable {name} is not set"),
+                EXAMPLE,
+            )
+        })?,
         (None, Some(file)) => {
             let path = base_dir.join(&file);
             std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError::invalid(key, format!("cannot read secret file {}: {e}", path.display()), EXAMPLE)
+                ConfigError::invalid(
+                    key,
+                    format!("cannot read secret file {}: {e}", path.display()),
+                    EXAMPLE,
+                )
             })?
         }
         _ => {
-            return Err(ConfigError::invalid(key, "give exactly one of `env` or `file`", EXAMPLE));
+            return Err(ConfigError::invalid(
+                key,
+                "give exactly one of `env` or `file`",
+                EXAMPLE,
+            ));
         }
     };
     let value = value.trim();
@@ -461,9 +493,9 @@ fn id<T: std::str::FromStr<Err = treaty_domain::IdError>>(
     value: &str,
     example: &str,
 ) -> Result<T, ConfigError> {
-    value
-        .parse()
-        .map_err(|e: treaty_domain::IdError| ConfigError::invalid(format!("{key}.id"), e.to_string(), example))
+    value.parse().map_err(|e: treaty_domain::IdError| {
+        ConfigError::invalid(format!("{key}.id"), e.to_string(), example)
+    })
 }
 
 fn dup(key: &str, value: &str, example: &str) -> ConfigError {

@@ -73,7 +73,9 @@ pub struct KeyChecker {
 
 impl std::fmt::Debug for KeyChecker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyChecker").field("ttl", &self.ttl).finish()
+        f.debug_struct("KeyChecker")
+            .field("ttl", &self.ttl)
+            .finish()
     }
 }
 
@@ -234,15 +236,27 @@ mod tests {
         let key = checker.check(&good.secret).await.unwrap();
         assert_eq!(key.tenant.as_str(), "acme");
         assert!(matches!(checker.check("").await, Err(AuthError::Missing)));
-        assert!(matches!(checker.check("tk-nope").await, Err(AuthError::Unknown)));
-        assert!(matches!(checker.check(&expired.secret).await, Err(AuthError::Expired)));
-        assert!(matches!(checker.check(&orphan.secret).await, Err(AuthError::Unbound)));
+        assert!(matches!(
+            checker.check("tk-nope").await,
+            Err(AuthError::Unknown)
+        ));
+        assert!(matches!(
+            checker.check(&expired.secret).await,
+            Err(AuthError::Expired)
+        ));
+        assert!(matches!(
+            checker.check(&orphan.secret).await,
+            Err(AuthError::Unbound)
+        ));
 
         // A revocation is seen after the cache entry is forgotten.
         store.revoke_key(&good.id, now_ms()).await.unwrap();
         assert!(checker.check(&good.secret).await.is_ok(), "cached for ttl");
         checker.forget(&good.secret_hash);
-        assert!(matches!(checker.check(&good.secret).await, Err(AuthError::Revoked)));
+        assert!(matches!(
+            checker.check(&good.secret).await,
+            Err(AuthError::Revoked)
+        ));
     }
 
     #[tokio::test]
@@ -253,6 +267,9 @@ mod tests {
         let checker = KeyChecker::new(store.clone(), Duration::ZERO, |_| true);
         assert!(checker.check(&k.secret).await.is_ok());
         store.revoke_key(&k.id, now_ms()).await.unwrap();
-        assert!(matches!(checker.check(&k.secret).await, Err(AuthError::Revoked)));
+        assert!(matches!(
+            checker.check(&k.secret).await,
+            Err(AuthError::Revoked)
+        ));
     }
 }

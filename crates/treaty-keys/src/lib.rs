@@ -16,9 +16,11 @@
 //! an await.
 
 mod checker;
+mod issue;
 mod secret;
 
 pub use checker::{AuthError, KeyChecker, VerifiedKey};
+pub use issue::{KeyRequest, KeyView, issue, rfc3339};
 pub use secret::{MintedKey, hash_secret, mint};
 
 /// Current time in unix milliseconds.

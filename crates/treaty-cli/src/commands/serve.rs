@@ -1,0 +1,66 @@
+//! `treaty serve`: run the gateway.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use treaty_config::{Config, ProcessEnv};
+
+use crate::output;
+use crate::state::{normalise_db, redact_url};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Treaty config file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Store URL; overrides the config's `store.url`.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+    /// Address to listen on; overrides `server.listen`. Port 0 picks a free
+    /// port, printed on stdout.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Validate the config and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config, &ProcessEnv)?;
+    if args.check {
+        output::line(format!(
+            "config OK: {} hosts, {} tenants, {} channels, {} products ({})",
+            config.hosts.len(),
+            config.tenants.len(),
+            config.channels.len(),
+            config.products.len(),
+            args.config.display()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let url = match &args.db {
+        Some(db) => normalise_db(db),
+        None => config.store_url(),
+    };
+    let listen = args.listen.unwrap_or(config.server.listen);
+    let store = treaty_store::Store::open(&url)
+        .await
+        .with_context(|| format!("opening the store at {}", redact_url(&url)))?;
+    let gateway = treaty_gateway::Gateway::build(config, store, &ProcessEnv)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = %redact_url(&url), "treaty gateway listening");
+    output::line(format!("listening on http://{addr}"));
+    treaty_gateway::serve(
+        listener,
+        treaty_gateway::app(gateway),
+        super::shutdown_signal(),
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,138 @@
+//! The admin API: managing virtual keys.
+//!
+//! Every route needs `Authorization: Bearer <admin token>`, the token
+//! being read from the environment variable named by
+//! `server.admin_token_env`. Without that variable the admin API answers
+//! 403 and does nothing. Secrets are returned once, by the create call.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use treaty_keys::{KeyRequest, KeyView};
+
+use super::Shared;
+use crate::auth::presented_key;
+use crate::error::{ApiError, Code};
+use crate::state::Gateway;
+
+fn require_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !gw.admin_enabled() {
+        return Err(ApiError::new(
+            Code::AdminDisabled,
+            format!(
+                "The admin API is disabled: set {} to enable it.",
+                gw.config.server.admin_token_env
+            ),
+        ));
+    }
+    if !gw.admin_token_matches(presented_key(headers)) {
+        return Err(ApiError::new(Code::AdminUnauthorized, "Invalid admin token."));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateKey {
+    tenant: String,
+    channel: String,
+    product: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    /// RFC 3339.
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+pub(crate) async fn create_key(
+    State(gw): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    require_admin(&gw, &headers)?;
+    let req: CreateKey = crate::body::parse(body, gw.config.server.max_body_bytes)?;
+    gw.config
+        .check_binding(&req.tenant, &req.channel, &req.product)
+        .map_err(|m| ApiError::invalid(m, None))?;
+    if let Some(models) = &req.models {
+        let served = gw.config.model_names();
+        if let Some(m) = models.iter().find(|m| !served.contains(&m.as_str())) {
+            return Err(ApiError::invalid(
+                format!("No host serves model '{m}'."),
+                Some("models".into()),
+            ));
+        }
+    }
+    let expires_at = match &req.expires_at {
+        None => None,
+        Some(text) => Some(parse_time(text).ok_or_else(|| {
+            ApiError::invalid(
+                format!("'expires_at' must be an RFC 3339 time, got {text:?}."),
+                Some("expires_at".into()),
+            )
+        })?),
+    };
+    let (minted, view) = treaty_keys::issue(
+        &gw.store,
+        KeyRequest {
+            tenant: req.tenant,
+            channel: req.channel,
+            product: req.product,
+            name: req.name,
+            models: req.models,
+            expires_at,
+        },
+    )
+    .await
+    .map_err(|e| ApiError::new(Code::StoreUnavailable, e.to_string()))?;
+    let mut body = serde_json::to_value(&view).unwrap_or_default();
+    body["secret"] = json!(minted.secret);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub(crate) async fn list_keys(
+    State(gw): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&gw, &headers)?;
+    let rows = gw
+        .store
+        .list_keys(None)
+        .await
+        .map_err(|e| ApiError::new(Code::StoreUnavailable, e.to_string()))?;
+    let data: Vec<KeyView> = rows.iter().map(KeyView::from).collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+pub(crate) async fn revoke_key(
+    State(gw): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&gw, &headers)?;
+    let store_err = |e: treaty_store::StoreError| ApiError::new(Code::StoreUnavailable, e.to_string());
+    let row = gw
+        .store
+        .key_by_id(&id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| ApiError::new(Code::NotFound, format!("No key with id '{id}'.")))?;
+    gw.store
+        .revoke_key(&id, treaty_keys::now_ms())
+        .await
+        .map_err(store_err)?;
+    gw.forget_key(&row.secret_hash);
+    Ok(Json(json!({"id": id, "revoked": true})))
+}
+
+fn parse_time(text: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}

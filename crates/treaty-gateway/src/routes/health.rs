@@ -1,0 +1,25 @@
+//! Liveness and readiness.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::Shared;
+use crate::error::{ApiError, Code};
+
+/// The process is up.
+pub(crate) async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The process can serve: the store answers and hosts are configured.
+pub(crate) async fn ready(State(gw): State<Shared>) -> Result<Json<Value>, ApiError> {
+    gw.store
+        .ping()
+        .await
+        .map_err(|e| ApiError::new(Code::StoreUnavailable, format!("The store is not ready: {e}")))?;
+    if gw.config.hosts.is_empty() {
+        return Err(ApiError::new(Code::NoHostAvailable, "No hosts are configured."));
+    }
+    Ok(Json(json!({"status": "ready", "hosts": gw.config.hosts.len()})))
+}

@@ -1,0 +1,56 @@
+//! HTTP handlers, one module per API surface.
+
+pub(crate) mod admin;
+pub(crate) mod chat;
+pub(crate) mod embeddings;
+pub(crate) mod health;
+pub(crate) mod models;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderName, HeaderValue};
+use treaty_domain::{RequestContext, Route};
+use treaty_keys::VerifiedKey;
+
+use crate::RequestId;
+use crate::error::ApiError;
+use crate::state::Gateway;
+
+pub(crate) static X_TREATY_HOST: HeaderName = HeaderName::from_static("x-treaty-host");
+
+/// Builds the request context once the key and the model are known, and
+/// checks that the key may use the model. Unknown and forbidden models
+/// get the same 404, as OpenAI answers, so model names do not leak.
+pub(crate) fn context(
+    gw: &Gateway,
+    key: &VerifiedKey,
+    request_id: &RequestId,
+    route: Route,
+    model: &str,
+) -> Result<RequestContext, ApiError> {
+    let allowed = gw.router.serves(model)
+        && key.allows_model(model)
+        && gw
+            .config
+            .product(key.product.as_str())
+            .is_some_and(|p| p.allows_model(model));
+    if !allowed {
+        return Err(ApiError::model_not_found(model));
+    }
+    Ok(RequestContext {
+        request_id: request_id.0.clone(),
+        key_id: key.id.clone(),
+        tenant: key.tenant.clone(),
+        channel: key.channel.clone(),
+        product: key.product.clone(),
+        route,
+        model: model.to_owned(),
+        workload_class: None,
+    })
+}
+
+pub(crate) fn host_header(host: &treaty_domain::Host) -> HeaderValue {
+    HeaderValue::from_str(host.id.as_str()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+pub(crate) type Shared = Arc<Gateway>;

@@ -1,0 +1,104 @@
+//! The gateway's shared state, built once from a validated config.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use treaty_config::{Config, Env};
+use treaty_keys::KeyChecker;
+use treaty_providers::Provider;
+use treaty_router::Router;
+use treaty_store::Store;
+
+/// Everything a request handler needs, shared behind an `Arc`.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub(crate) keys: KeyChecker,
+    pub(crate) router: Router,
+    /// One provider per configured host, in the same order as
+    /// `config.hosts` (and so as router indices).
+    pub(crate) providers: Vec<Arc<dyn Provider>>,
+    /// SHA-256 of the admin token; `None` disables the admin API.
+    admin_token_hash: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("hosts", &self.providers.len())
+            .field("admin", &self.admin_token_hash.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot build the upstream HTTP client: {0}")]
+    Http(#[source] treaty_providers::ProviderError),
+    #[error("cannot set up host {host}: {source}")]
+    Provider {
+        host: String,
+        #[source]
+        source: treaty_providers::ProviderError,
+    },
+}
+
+impl Gateway {
+    /// Builds the gateway. `env` supplies the admin token.
+    pub fn build(config: Config, store: Store, env: &dyn Env) -> Result<Arc<Gateway>, BuildError> {
+        let config = Arc::new(config);
+        let http = treaty_providers::http_client(&config.upstream).map_err(BuildError::Http)?;
+        let providers = config
+            .hosts
+            .iter()
+            .map(|h| {
+                treaty_providers::for_host(h, http.clone()).map_err(|source| BuildError::Provider {
+                    host: h.id().to_string(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let router = Router::new(config.hosts.iter().map(|h| h.host.clone()).collect());
+        let bound_config = config.clone();
+        let keys = KeyChecker::new(store.clone(), config.server.key_cache_ttl, move |row| {
+            bound_config.tenant(&row.tenant).is_some()
+                && bound_config.channel(&row.channel).is_some()
+                && bound_config.product(&row.product).is_some()
+        });
+        let admin_token_hash = env
+            .var(&config.server.admin_token_env)
+            .filter(|t| !t.is_empty())
+            .map(|t| Sha256::digest(t.as_bytes()).into());
+        Ok(Arc::new(Gateway {
+            config,
+            store,
+            keys,
+            router,
+            providers,
+            admin_token_hash,
+        }))
+    }
+
+    pub(crate) fn admin_enabled(&self) -> bool {
+        self.admin_token_hash.is_some()
+    }
+
+    /// Compares digests in constant time, so response timing says nothing
+    /// about how much of a guessed token was right.
+    pub(crate) fn admin_token_matches(&self, presented: &str) -> bool {
+        let Some(expected) = &self.admin_token_hash else {
+            return false;
+        };
+        let got: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        expected
+            .iter()
+            .zip(got.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
+    /// Forgets a cached key verdict (after a revocation here).
+    pub(crate) fn forget_key(&self, secret_hash: &str) {
+        self.keys.forget(secret_hash);
+    }
+}

@@ -1,0 +1,161 @@
+//! Sending a request to its hosts: the attempt loop.
+//!
+//! The router gives the plan; this loop walks it, up to
+//! `upstream.max_attempts` attempts under one total deadline. A retryable
+//! failure moves on to the next host in the plan; coming back to a host
+//! already tried waits a jittered backoff that honours `Retry-After`. A
+//! failure the client caused (a 400 from the host) ends the loop at once.
+//! For streams, "success" means the first event arrived: failover is only
+//! possible before the client has seen a byte.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use treaty_domain::{Host, HostId, RequestContext};
+use treaty_providers::{CallOptions, Provider, UpstreamError};
+
+use crate::error::{ApiError, Code};
+use crate::state::Gateway;
+
+/// One try on one host, for the outcome record.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub host: HostId,
+    /// Why it failed; `None` for the attempt that served.
+    pub error: Option<String>,
+}
+
+/// A successful exchange and how it was reached.
+pub(crate) struct Served<T> {
+    pub value: T,
+    pub host: Arc<Host>,
+    pub attempts: Vec<Attempt>,
+}
+
+pub(crate) struct Failed {
+    pub error: ApiError,
+    pub attempts: Vec<Attempt>,
+}
+
+pub(crate) async fn dispatch<T, F, Fut>(
+    gw: &Gateway,
+    ctx: &RequestContext,
+    mut call: F,
+) -> Result<Served<T>, Failed>
+where
+    F: FnMut(Arc<dyn Provider>, Arc<Host>, CallOptions) -> Fut,
+    Fut: Future<Output = Result<T, UpstreamError>>,
+{
+    let plan = gw.router.plan(&ctx.model);
+    let mut attempts = Vec::with_capacity(plan.len().min(4));
+    if plan.is_empty() {
+        return Err(Failed {
+            error: ApiError::model_not_found(&ctx.model),
+            attempts,
+        });
+    }
+    let upstream = &gw.config.upstream;
+    let deadline = Instant::now() + upstream.total_timeout;
+    let mut last: Option<UpstreamError> = None;
+    for n in 0..upstream.max_attempts as usize {
+        let index = plan[n % plan.len()];
+        if n >= plan.len() {
+            // Every planned host has failed once: wait before going round
+            // again, and give up if the wait would pass the deadline.
+            let wait = treaty_router::backoff(
+                (n - plan.len() + 1) as u32,
+                last.as_ref().and_then(UpstreamError::retry_after),
+                rand::random::<f64>(),
+            );
+            if Instant::now() + wait >= deadline {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+        }
+        let host = gw.router.host(index).clone();
+        let options = CallOptions {
+            first_byte_timeout: upstream.first_byte_timeout,
+            deadline,
+            request_id: ctx.request_id.clone(),
+        };
+        match call(gw.providers[index].clone(), host.clone(), options).await {
+            Ok(value) => {
+                attempts.push(Attempt {
+                    host: host.id.clone(),
+                    error: None,
+                });
+                return Ok(Served {
+                    value,
+                    host,
+                    attempts,
+                });
+            }
+            Err(err) => {
+                attempts.push(Attempt {
+                    host: host.id.clone(),
+                    error: Some(err.to_string()),
+                });
+                // A host refusing *Treaty's* credentials is that host's
+                // fault, not the client's: try the next host.
+                let host_fault = matches!(err, UpstreamError::Status { status: 401 | 403, .. });
+                if !err.retryable() && !host_fault {
+                    return Err(Failed {
+                        error: client_facing(&err, &host.id),
+                        attempts,
+                    });
+                }
+                last = Some(err);
+            }
+        }
+    }
+    let error = exhausted(last.as_ref(), &attempts, &ctx.model);
+    Err(Failed { error, attempts })
+}
+
+/// Maps one upstream failure to what the client sees.
+pub(crate) fn client_facing(err: &UpstreamError, host: &HostId) -> ApiError {
+    let (status, message, _code) = err.client_facing(host);
+    let code = match status {
+        429 => Code::UpstreamRateLimited,
+        504 => Code::UpstreamTimeout,
+        400..=499 => Code::InvalidRequest,
+        _ if matches!(err, UpstreamError::Status { status: 401 | 403, .. }) => {
+            Code::UpstreamRejected
+        }
+        _ => Code::UpstreamError,
+    };
+    let mut e = ApiError::new(code, message);
+    if (400..500).contains(&status) && status != 429 {
+        e.status_override = axum::http::StatusCode::from_u16(status).ok();
+    }
+    e.retry_after = err.retry_after().map(|d| d.as_secs().max(1));
+    e
+}
+
+/// Every attempt failed with a retryable error.
+fn exhausted(last: Option<&UpstreamError>, attempts: &[Attempt], model: &str) -> ApiError {
+    let mut tried: Vec<&str> = attempts.iter().map(|a| a.host.as_str()).collect();
+    tried.dedup();
+    if let Some(err @ UpstreamError::Status { status: 429, .. }) = last {
+        let mut e = ApiError::new(
+            Code::UpstreamRateLimited,
+            format!(
+                "Every host serving '{model}' is rate limiting (tried: {}). Retry later.",
+                tried.join(", ")
+            ),
+        );
+        e.retry_after = err.retry_after().map(|d: Duration| d.as_secs().max(1)).or(Some(1));
+        return e;
+    }
+    let mut e = ApiError::new(
+        Code::NoHostAvailable,
+        format!(
+            "No host could serve '{model}': every attempt failed (tried: {}).",
+            tried.join(", ")
+        ),
+    );
+    e.retry_after = Some(1);
+    e
+}
