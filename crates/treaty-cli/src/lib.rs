@@ -44,7 +44,10 @@ pub fn run(cli: Cli) -> ExitCode {
     init_logging(&cli.log, cli.log_json);
     // reqwest is built without a TLS provider of its own; ring is Treaty's.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             output::error(&anyhow::anyhow!("cannot start the async runtime: {e}"));

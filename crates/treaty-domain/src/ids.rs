@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 /// Why a string is not a valid id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid id {value:?}: {reason} (ids use lowercase letters, digits, '-' and '_', e.g. \"azure-eastus\")")]
+#[error(
+    "invalid id {value:?}: {reason} (ids use lowercase letters, digits, '-' and '_', e.g. \"azure-eastus\")"
+)]
 pub struct IdError {
     pub value: String,
     pub reason: &'static str,
@@ -119,7 +121,13 @@ mod tests {
 
     #[test]
     fn accepts_the_example_ids() {
-        for id in ["azure-eastus", "aws-marketplace", "onprem-vllm", "dod", "a_b-1"] {
+        for id in [
+            "azure-eastus",
+            "aws-marketplace",
+            "onprem-vllm",
+            "dod",
+            "a_b-1",
+        ] {
             assert!(HostId::new(id).is_ok(), "{id}");
         }
     }

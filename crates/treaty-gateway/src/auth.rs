@@ -15,7 +15,10 @@ pub(crate) fn presented_key(headers: &HeaderMap) -> &str {
         && let Ok(v) = v.to_str()
     {
         let v = v.trim();
-        if let Some(rest) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+        if let Some(rest) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
             return rest.trim();
         }
         return "";

@@ -21,7 +21,10 @@ pub(crate) fn parse<T: DeserializeOwned>(
                 format!("The request body is larger than the limit of {limit} bytes."),
             )
         } else {
-            ApiError::invalid(format!("Could not read the request body: {rejection}."), None)
+            ApiError::invalid(
+                format!("Could not read the request body: {rejection}."),
+                None,
+            )
         }
     })?;
     if bytes.is_empty() {

@@ -37,19 +37,39 @@ impl Code {
         use StatusCode as S;
         match self {
             Code::InvalidRequest => (S::BAD_REQUEST, "invalid_request_error", "invalid_request"),
-            Code::RequestTooLarge => (S::PAYLOAD_TOO_LARGE, "invalid_request_error", "request_too_large"),
+            Code::RequestTooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+            ),
             Code::InvalidApiKey => (S::UNAUTHORIZED, "invalid_request_error", "invalid_api_key"),
             Code::ModelNotFound => (S::NOT_FOUND, "invalid_request_error", "model_not_found"),
             Code::UnknownUrl => (S::NOT_FOUND, "invalid_request_error", "unknown_url"),
-            Code::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed"),
+            Code::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method_not_allowed",
+            ),
             Code::NotFound => (S::NOT_FOUND, "invalid_request_error", "not_found"),
             Code::AdminDisabled => (S::FORBIDDEN, "permission_error", "admin_disabled"),
-            Code::AdminUnauthorized => (S::UNAUTHORIZED, "invalid_request_error", "invalid_admin_token"),
-            Code::UpstreamRateLimited => (S::TOO_MANY_REQUESTS, "rate_limit_error", "upstream_rate_limited"),
+            Code::AdminUnauthorized => (
+                S::UNAUTHORIZED,
+                "invalid_request_error",
+                "invalid_admin_token",
+            ),
+            Code::UpstreamRateLimited => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "upstream_rate_limited",
+            ),
             Code::UpstreamRejected => (S::BAD_GATEWAY, "upstream_error", "upstream_rejected"),
             Code::UpstreamError => (S::BAD_GATEWAY, "upstream_error", "upstream_error"),
             Code::UpstreamTimeout => (S::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout"),
-            Code::NoHostAvailable => (S::SERVICE_UNAVAILABLE, "upstream_error", "no_host_available"),
+            Code::NoHostAvailable => (
+                S::SERVICE_UNAVAILABLE,
+                "upstream_error",
+                "no_host_available",
+            ),
             Code::StoreUnavailable => (S::SERVICE_UNAVAILABLE, "server_error", "store_unavailable"),
             Code::Internal => (S::INTERNAL_SERVER_ERROR, "server_error", "internal_error"),
         }

@@ -99,7 +99,13 @@ where
                 });
                 // A host refusing *Treaty's* credentials is that host's
                 // fault, not the client's: try the next host.
-                let host_fault = matches!(err, UpstreamError::Status { status: 401 | 403, .. });
+                let host_fault = matches!(
+                    err,
+                    UpstreamError::Status {
+                        status: 401 | 403,
+                        ..
+                    }
+                );
                 if !err.retryable() && !host_fault {
                     return Err(Failed {
                         error: client_facing(&err, &host.id),
@@ -121,7 +127,14 @@ pub(crate) fn client_facing(err: &UpstreamError, host: &HostId) -> ApiError {
         429 => Code::UpstreamRateLimited,
         504 => Code::UpstreamTimeout,
         400..=499 => Code::InvalidRequest,
-        _ if matches!(err, UpstreamError::Status { status: 401 | 403, .. }) => {
+        _ if matches!(
+            err,
+            UpstreamError::Status {
+                status: 401 | 403,
+                ..
+            }
+        ) =>
+        {
             Code::UpstreamRejected
         }
         _ => Code::UpstreamError,
@@ -146,7 +159,10 @@ fn exhausted(last: Option<&UpstreamError>, attempts: &[Attempt], model: &str) ->
                 tried.join(", ")
             ),
         );
-        e.retry_after = err.retry_after().map(|d: Duration| d.as_secs().max(1)).or(Some(1));
+        e.retry_after = err
+            .retry_after()
+            .map(|d: Duration| d.as_secs().max(1))
+            .or(Some(1));
         return e;
     }
     let mut e = ApiError::new(

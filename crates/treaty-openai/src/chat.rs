@@ -82,7 +82,10 @@ impl ChatCompletionRequest {
         if let Some(n) = self.n
             && !(1..=128).contains(&n)
         {
-            return Err((format!("'n' must be between 1 and 128, got {n}."), "n".into()));
+            return Err((
+                format!("'n' must be between 1 and 128, got {n}."),
+                "n".into(),
+            ));
         }
         if let Some(t) = self.temperature
             && !(0.0..=2.0).contains(&t)
@@ -95,7 +98,10 @@ impl ChatCompletionRequest {
         if let Some(p) = self.top_p
             && !(0.0..=1.0).contains(&p)
         {
-            return Err((format!("'top_p' must be between 0 and 1, got {p}."), "top_p".into()));
+            return Err((
+                format!("'top_p' must be between 0 and 1, got {p}."),
+                "top_p".into(),
+            ));
         }
         if let Some(Stop::Many(stops)) = &self.stop
             && stops.len() > 4
@@ -188,11 +194,39 @@ impl ChatMessage {
 }
 
 /// Message content: a plain string or an array of typed parts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
     Parts(Vec<ContentPart>),
+}
+
+/// Hand-written so a wrong type says what is expected, where serde's
+/// untagged enums only say "data did not match any variant".
+impl<'de> Deserialize<'de> for MessageContent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MessageContent;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<MessageContent, A::Error> {
+                Vec::<ContentPart>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(MessageContent::Parts)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl MessageContent {
@@ -216,21 +250,11 @@ impl MessageContent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
-    Text {
-        text: String,
-    },
-    ImageUrl {
-        image_url: ImageUrl,
-    },
-    InputAudio {
-        input_audio: Value,
-    },
-    File {
-        file: Value,
-    },
-    Refusal {
-        refusal: String,
-    },
+    Text { text: String },
+    ImageUrl { image_url: ImageUrl },
+    InputAudio { input_audio: Value },
+    File { file: Value },
+    Refusal { refusal: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -333,7 +357,6 @@ impl Stop {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,9 +412,34 @@ mod tests {
         assert_eq!(err.param, None);
         let err = parse_json::<ChatCompletionRequest>(b"{\"model\":\"\xff\"}").unwrap_err();
         assert!(err.message.contains("UTF-8"));
-        let err = parse_json::<ChatCompletionRequest>(br#"{"model":"m","messages":[]} x"#)
-            .unwrap_err();
+        let err =
+            parse_json::<ChatCompletionRequest>(br#"{"model":"m","messages":[]} x"#).unwrap_err();
         assert!(err.message.contains("not valid JSON"));
+    }
+
+    #[test]
+    fn content_of_the_wrong_type_says_what_is_expected() {
+        let err = parse_json::<ChatCompletionRequest>(
+            br#"{"model":"m","messages":[{"role":"user","content":42}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.message
+                .contains("a string or an array of content parts"),
+            "{}",
+            err.message
+        );
+        let ok = parse_json::<ChatCompletionRequest>(
+            br#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.messages[0],
+            ChatMessage::User {
+                content: MessageContent::Parts(vec![ContentPart::Text { text: "a".into() }]),
+                name: None
+            }
+        );
     }
 
     #[test]

@@ -16,10 +16,9 @@ mod models;
 mod parse;
 
 pub use chat::{
-    ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, FunctionDefinition,
-    NamedFunction, ToolKind,
-    ImageUrl, MessageContent, NamedToolChoice, ResponseFormat, Stop, StreamOptions, Tool,
-    ToolCall, ToolChoice, ToolChoiceMode,
+    ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, FunctionDefinition, ImageUrl,
+    MessageContent, NamedFunction, NamedToolChoice, ResponseFormat, Stop, StreamOptions, Tool,
+    ToolCall, ToolChoice, ToolChoiceMode, ToolKind,
 };
 pub use embeddings::{EmbeddingInput, EmbeddingsRequest};
 pub use error::{ErrorBody, ErrorObject};

@@ -51,7 +51,18 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
                     param: None,
                 })
             } else {
-                let param = (path != ".").then_some(path);
+                // serde reports a missing field at the parent's path; name
+                // the field itself, as OpenAI does.
+                let text = inner.to_string();
+                let missing = text
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next());
+                let param = match (missing, path.as_str()) {
+                    (Some(field), ".") => Some(field.to_owned()),
+                    (Some(field), p) => Some(format!("{p}.{field}")),
+                    (None, ".") => None,
+                    (None, _) => Some(path),
+                };
                 let message = match &param {
                     Some(p) => format!("Invalid value for '{p}': {inner}."),
                     None => format!("Invalid request body: {inner}."),

@@ -106,7 +106,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         emulator.url()
     ));
     output::line(format!("  gateway:   {base}"));
-    output::line(format!("  directory: {} (config, SQLite store)", dir.display()));
+    output::line(format!(
+        "  directory: {} (config, SQLite store)",
+        dir.display()
+    ));
     output::line(format!(
         "  keys:      {} demo keys, one per tenant x channel x product",
         keys.len()
@@ -185,25 +188,134 @@ struct Scenario {
 }
 
 enum Kind {
-    Chat { model: &'static str, prompt: &'static str },
-    Stream { model: &'static str, prompt: &'static str },
-    Embeddings { input: &'static str },
+    Chat {
+        model: &'static str,
+        prompt: &'static str,
+    },
+    Stream {
+        model: &'static str,
+        prompt: &'static str,
+    },
+    Embeddings {
+        input: &'static str,
+    },
     ToolRoundTrip,
     BadKey,
 }
 
 const SCENARIOS: &[Scenario] = &[
-    Scenario { tenant: "acme", channel: "direct", product: "api", what: "chat", kind: Kind::Chat { model: "gpt-4o", prompt: "Summarise the Q3 supplier contracts." }, expect: 200 },
-    Scenario { tenant: "acme", channel: "aws-marketplace", product: "frontier", what: "chat, streamed", kind: Kind::Stream { model: "gpt-4o", prompt: "Draft a plan for the onboarding agent." }, expect: 200 },
-    Scenario { tenant: "dod", channel: "direct", product: "api", what: "chat", kind: Kind::Chat { model: "gpt-4o-mini", prompt: "Classify this logistics report." }, expect: 200 },
-    Scenario { tenant: "eurobank", channel: "azure-marketplace", product: "api", what: "embeddings", kind: Kind::Embeddings { input: "KYC policy, section 4" }, expect: 200 },
-    Scenario { tenant: "acme", channel: "gcp-marketplace", product: "chat", what: "chat, streamed", kind: Kind::Stream { model: "gpt-4o-mini", prompt: "Write a haiku about contracts." }, expect: 200 },
-    Scenario { tenant: "eurobank", channel: "direct", product: "frontier", what: "tool call round trip", kind: Kind::ToolRoundTrip, expect: 200 },
-    Scenario { tenant: "dod", channel: "aws-marketplace", product: "api", what: "embeddings", kind: Kind::Embeddings { input: "mission briefing" }, expect: 200 },
-    Scenario { tenant: "eurobank", channel: "gcp-marketplace", product: "api", what: "chat, streamed", kind: Kind::Stream { model: "gpt-4o", prompt: "Explain IFRS 9 in two lines." }, expect: 200 },
-    Scenario { tenant: "acme", channel: "direct", product: "api", what: "unknown model", kind: Kind::Chat { model: "gpt-9-ultra", prompt: "hello" }, expect: 404 },
-    Scenario { tenant: "acme", channel: "direct", product: "chat", what: "model outside the product", kind: Kind::Embeddings { input: "not for chat keys" }, expect: 404 },
-    Scenario { tenant: "acme", channel: "direct", product: "api", what: "bad key", kind: Kind::BadKey, expect: 401 },
+    Scenario {
+        tenant: "acme",
+        channel: "direct",
+        product: "api",
+        what: "chat",
+        kind: Kind::Chat {
+            model: "gpt-4o",
+            prompt: "Summarise the Q3 supplier contracts.",
+        },
+        expect: 200,
+    },
+    Scenario {
+        tenant: "acme",
+        channel: "aws-marketplace",
+        product: "frontier",
+        what: "chat, streamed",
+        kind: Kind::Stream {
+            model: "gpt-4o",
+            prompt: "Draft a plan for the onboarding agent.",
+        },
+        expect: 200,
+    },
+    Scenario {
+        tenant: "dod",
+        channel: "direct",
+        product: "api",
+        what: "chat",
+        kind: Kind::Chat {
+            model: "gpt-4o-mini",
+            prompt: "Classify this logistics report.",
+        },
+        expect: 200,
+    },
+    Scenario {
+        tenant: "eurobank",
+        channel: "azure-marketplace",
+        product: "api",
+        what: "embeddings",
+        kind: Kind::Embeddings {
+            input: "KYC policy, section 4",
+        },
+        expect: 200,
+    },
+    Scenario {
+        tenant: "acme",
+        channel: "gcp-marketplace",
+        product: "chat",
+        what: "chat, streamed",
+        kind: Kind::Stream {
+            model: "gpt-4o-mini",
+            prompt: "Write a haiku about contracts.",
+        },
+        expect: 200,
+    },
+    Scenario {
+        tenant: "eurobank",
+        channel: "direct",
+        product: "frontier",
+        what: "tool call round trip",
+        kind: Kind::ToolRoundTrip,
+        expect: 200,
+    },
+    Scenario {
+        tenant: "dod",
+        channel: "aws-marketplace",
+        product: "api",
+        what: "embeddings",
+        kind: Kind::Embeddings {
+            input: "mission briefing",
+        },
+        expect: 200,
+    },
+    Scenario {
+        tenant: "eurobank",
+        channel: "gcp-marketplace",
+        product: "api",
+        what: "chat, streamed",
+        kind: Kind::Stream {
+            model: "gpt-4o",
+            prompt: "Explain IFRS 9 in two lines.",
+        },
+        expect: 200,
+    },
+    Scenario {
+        tenant: "acme",
+        channel: "direct",
+        product: "api",
+        what: "unknown model",
+        kind: Kind::Chat {
+            model: "gpt-9-ultra",
+            prompt: "hello",
+        },
+        expect: 404,
+    },
+    Scenario {
+        tenant: "acme",
+        channel: "direct",
+        product: "chat",
+        what: "model outside the product",
+        kind: Kind::Embeddings {
+            input: "not for chat keys",
+        },
+        expect: 404,
+    },
+    Scenario {
+        tenant: "acme",
+        channel: "direct",
+        product: "api",
+        what: "bad key",
+        kind: Kind::BadKey,
+        expect: 401,
+    },
 ];
 
 struct Result_ {
@@ -242,7 +354,9 @@ async fn traffic(base: &str, keys: &[DemoKey], emulator: &EmulatorHandle) -> any
     }
     output::line("");
     output::line(output::table(
-        &["#", "TENANT", "CHANNEL", "PRODUCT", "REQUEST", "STATUS", "HOST", "MS", "DETAIL"],
+        &[
+            "#", "TENANT", "CHANNEL", "PRODUCT", "REQUEST", "STATUS", "HOST", "MS", "DETAIL",
+        ],
         &rows,
     ));
     let hosts = [
@@ -257,20 +371,33 @@ async fn traffic(base: &str, keys: &[DemoKey], emulator: &EmulatorHandle) -> any
         .iter()
         .map(|h| format!("{h}={}", emulator.requests_for(h)))
         .collect();
-    output::line(format!("Upstream requests per emulated host: {}", seen.join(", ")));
+    output::line(format!(
+        "Upstream requests per emulated host: {}",
+        seen.join(", ")
+    ));
     output::line(
         "Placement here is plain weighted routing among the hosts serving each model; \
          contracts, classification and the ledger arrive with the next issues.",
     );
     if all_ok {
-        output::line(format!("Demo OK: {} requests, every one answered as expected.", SCENARIOS.len()));
+        output::line(format!(
+            "Demo OK: {} requests, every one answered as expected.",
+            SCENARIOS.len()
+        ));
     } else {
-        output::line("Demo FAILED: some requests did not get the expected status (marked UNEXPECTED).");
+        output::line(
+            "Demo FAILED: some requests did not get the expected status (marked UNEXPECTED).",
+        );
     }
     Ok(all_ok)
 }
 
-async fn send(http: &reqwest::Client, base: &str, key: &str, s: &Scenario) -> anyhow::Result<Result_> {
+async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    s: &Scenario,
+) -> anyhow::Result<Result_> {
     let started = Instant::now();
     let (path, body, stream) = match &s.kind {
         Kind::Chat { model, prompt } => (
@@ -296,7 +423,11 @@ async fn send(http: &reqwest::Client, base: &str, key: &str, s: &Scenario) -> an
         ),
         Kind::ToolRoundTrip => return tool_round_trip(http, base, key).await,
     };
-    let key = if matches!(s.kind, Kind::BadKey) { "tk-not-a-real-key" } else { key };
+    let key = if matches!(s.kind, Kind::BadKey) {
+        "tk-not-a-real-key"
+    } else {
+        key
+    };
     let res = http
         .post(format!("{base}{path}"))
         .bearer_auth(key)
@@ -338,7 +469,12 @@ async fn send(http: &reqwest::Client, base: &str, key: &str, s: &Scenario) -> an
         if status == 200 {
             summarise(&v)
         } else {
-            v["error"]["message"].as_str().unwrap_or("").chars().take(60).collect()
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(60)
+                .collect()
         }
     };
     Ok(Result_ {
@@ -371,7 +507,13 @@ async fn tool_round_trip(http: &reqwest::Client, base: &str, key: &str) -> anyho
         "description": "Current exchange rate",
         "parameters": {"type": "object", "properties": {"pair": {"type": "string"}}, "required": ["pair"]}}}]);
     let mut messages = vec![json!({"role": "user", "content": "What is EUR/USD right now?"})];
-    let first: Value = post_json(http, base, key, &json!({"model": "gpt-4o", "messages": messages, "tools": tools})).await?;
+    let first: Value = post_json(
+        http,
+        base,
+        key,
+        &json!({"model": "gpt-4o", "messages": messages, "tools": tools}),
+    )
+    .await?;
     let call = first["choices"][0]["message"]["tool_calls"][0].clone();
     let Some(call_id) = call["id"].as_str() else {
         bail!("the model did not call the tool: {first}");
@@ -381,7 +523,9 @@ async fn tool_round_trip(http: &reqwest::Client, base: &str, key: &str) -> anyho
     let res = http
         .post(format!("{base}/v1/chat/completions"))
         .bearer_auth(key)
-        .body(serde_json::to_vec(&json!({"model": "gpt-4o", "messages": messages, "tools": tools}))?)
+        .body(serde_json::to_vec(
+            &json!({"model": "gpt-4o", "messages": messages, "tools": tools}),
+        )?)
         .send()
         .await?;
     let status = res.status().as_u16();
@@ -404,7 +548,12 @@ async fn tool_round_trip(http: &reqwest::Client, base: &str, key: &str) -> anyho
     })
 }
 
-async fn post_json(http: &reqwest::Client, base: &str, key: &str, body: &Value) -> anyhow::Result<Value> {
+async fn post_json(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
     let res = http
         .post(format!("{base}/v1/chat/completions"))
         .bearer_auth(key)
@@ -413,4 +562,3 @@ async fn post_json(http: &reqwest::Client, base: &str, key: &str, body: &Value) 
         .await?;
     Ok(serde_json::from_slice(&res.bytes().await?)?)
 }
-

@@ -119,7 +119,9 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
                 view.id, view.tenant, view.channel, view.product
             ));
             output::line(format!("secret: {}", minted.secret));
-            output::line("Store the secret now: it is not shown again and Treaty keeps only its hash.");
+            output::line(
+                "Store the secret now: it is not shown again and Treaty keeps only its hash.",
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -149,7 +151,9 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             output::line(output::table(
-                &["ID", "PREFIX", "TENANT", "CHANNEL", "PRODUCT", "STATUS", "EXPIRES", "NAME"],
+                &[
+                    "ID", "PREFIX", "TENANT", "CHANNEL", "PRODUCT", "STATUS", "EXPIRES", "NAME",
+                ],
                 &rows,
             ));
         }
@@ -174,10 +178,12 @@ async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
 
 /// An RFC 3339 time, or a duration from now.
 fn parse_expiry(text: &str) -> anyhow::Result<i64> {
-    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
         return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
     }
-    let d = humantime::parse_duration(text)
-        .with_context(|| format!("--expires {text:?} is neither an RFC 3339 time nor a duration like 30d"))?;
+    let d = humantime::parse_duration(text).with_context(|| {
+        format!("--expires {text:?} is neither an RFC 3339 time nor a duration like 30d")
+    })?;
     Ok(treaty_keys::now_ms() + d.as_millis() as i64)
 }

@@ -31,7 +31,10 @@ fn require_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), ApiError> {
         ));
     }
     if !gw.admin_token_matches(presented_key(headers)) {
-        return Err(ApiError::new(Code::AdminUnauthorized, "Invalid admin token."));
+        return Err(ApiError::new(
+            Code::AdminUnauthorized,
+            "Invalid admin token.",
+        ));
     }
     Ok(())
 }
@@ -117,7 +120,8 @@ pub(crate) async fn revoke_key(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&gw, &headers)?;
-    let store_err = |e: treaty_store::StoreError| ApiError::new(Code::StoreUnavailable, e.to_string());
+    let store_err =
+        |e: treaty_store::StoreError| ApiError::new(Code::StoreUnavailable, e.to_string());
     let row = gw
         .store
         .key_by_id(&id)
@@ -133,6 +137,7 @@ pub(crate) async fn revoke_key(
 }
 
 fn parse_time(text: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }

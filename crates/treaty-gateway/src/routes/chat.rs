@@ -55,9 +55,10 @@ pub(crate) async fn chat_completions(
         match provider.chat(req, deployment, &call).await? {
             ChatReply::Full { body, usage } => Ok(Ready::Full { body, usage }),
             ChatReply::Stream(mut rest) => {
-                let wait = call
-                    .first_byte_timeout
-                    .min(call.deadline.saturating_duration_since(tokio::time::Instant::now()));
+                let wait = call.first_byte_timeout.min(
+                    call.deadline
+                        .saturating_duration_since(tokio::time::Instant::now()),
+                );
                 match tokio::time::timeout(wait, rest.next()).await {
                     Ok(Some(Ok(first))) => Ok(Ready::Stream { first, rest }),
                     Ok(Some(Err(e))) => Err(e),
@@ -109,7 +110,10 @@ pub(crate) async fn chat_completions(
                 },
             );
             let mut res = (
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
                 body,
             )
                 .into_response();
@@ -139,7 +143,10 @@ pub(crate) async fn chat_completions(
             let body = SseBody::new(first, rest, served.host.id.clone(), on_end);
             let mut res = Response::new(Body::from_stream(body));
             let h = res.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             h.insert("x-accel-buffering", HeaderValue::from_static("no"));
             h.insert(X_TREATY_HOST.clone(), host_value);

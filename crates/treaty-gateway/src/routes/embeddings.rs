@@ -59,7 +59,10 @@ pub(crate) async fn embeddings(
                 },
             );
             let mut res = (
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
                 served.value.body,
             )
                 .into_response();

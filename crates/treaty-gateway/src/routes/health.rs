@@ -14,12 +14,19 @@ pub(crate) async fn health() -> Json<Value> {
 
 /// The process can serve: the store answers and hosts are configured.
 pub(crate) async fn ready(State(gw): State<Shared>) -> Result<Json<Value>, ApiError> {
-    gw.store
-        .ping()
-        .await
-        .map_err(|e| ApiError::new(Code::StoreUnavailable, format!("The store is not ready: {e}")))?;
+    gw.store.ping().await.map_err(|e| {
+        ApiError::new(
+            Code::StoreUnavailable,
+            format!("The store is not ready: {e}"),
+        )
+    })?;
     if gw.config.hosts.is_empty() {
-        return Err(ApiError::new(Code::NoHostAvailable, "No hosts are configured."));
+        return Err(ApiError::new(
+            Code::NoHostAvailable,
+            "No hosts are configured.",
+        ));
     }
-    Ok(Json(json!({"status": "ready", "hosts": gw.config.hosts.len()})))
+    Ok(Json(
+        json!({"status": "ready", "hosts": gw.config.hosts.len()}),
+    ))
 }
