@@ -33,6 +33,8 @@ pub(crate) struct SseBody {
     finished: bool,
     on_end: Option<Box<dyn FnOnce(StreamSummary) + Send>>,
     host: treaty_domain::HostId,
+    /// The public model name every chunk is rewritten to carry.
+    model: String,
 }
 
 impl SseBody {
@@ -40,6 +42,7 @@ impl SseBody {
         first: StreamEvent,
         inner: ChunkStream,
         host: treaty_domain::HostId,
+        model: String,
         on_end: impl FnOnce(StreamSummary) + Send + 'static,
     ) -> Self {
         SseBody {
@@ -49,6 +52,7 @@ impl SseBody {
             finished: false,
             on_end: Some(Box::new(on_end)),
             host,
+            model,
         }
     }
 
@@ -60,12 +64,23 @@ impl SseBody {
         buf.freeze()
     }
 
+    /// Frames a chunk with its model rewritten, in one buffer.
+    fn frame_chunk(&self, payload: &[u8]) -> Bytes {
+        let mut buf = Vec::with_capacity(payload.len() + self.model.len() + 8);
+        buf.extend_from_slice(b"data: ");
+        if !treaty_openai::write_with_model(payload, &self.model, &mut buf) {
+            buf.extend_from_slice(payload);
+        }
+        buf.extend_from_slice(b"\n\n");
+        Bytes::from(buf)
+    }
+
     /// Handles one event; `None` means "nothing to write, poll again".
     fn on_event(&mut self, event: StreamEvent) -> Option<Bytes> {
         match event {
             StreamEvent::Chunk(data) => {
                 self.summary.chunks += 1;
-                Some(Self::frame(&data))
+                Some(self.frame_chunk(&data))
             }
             StreamEvent::Usage(usage) => {
                 self.summary.usage = Some(usage);

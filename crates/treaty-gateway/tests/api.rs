@@ -19,6 +19,10 @@ async fn chat_completion_is_answered_by_an_upstream_host() {
     );
     assert!(content.ends_with("hello there"));
     assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(
+        v["model"], "gpt-4o",
+        "the public name, not the host's deployment"
+    );
     assert!(
         r.headers
             .get("x-request-id")
@@ -59,6 +63,7 @@ async fn streamed_chat_passes_chunks_and_ends_with_done() {
         if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
             content.push_str(c);
         }
+        assert_eq!(v["model"], "gpt-4o");
         if v["usage"].is_object() {
             usage = Some(v["usage"].clone());
         }

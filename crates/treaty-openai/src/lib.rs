@@ -14,6 +14,7 @@ mod embeddings;
 mod error;
 mod models;
 mod parse;
+mod rewrite;
 
 pub use chat::{
     ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, FunctionDefinition, ImageUrl,
@@ -24,6 +25,7 @@ pub use embeddings::{EmbeddingInput, EmbeddingsRequest};
 pub use error::{ErrorBody, ErrorObject};
 pub use models::{Model, ModelList};
 pub use parse::{ParseError, parse_json};
+pub use rewrite::{model_value_range, with_model, write_with_model};
 
 use serde::{Deserialize, Serialize};
 

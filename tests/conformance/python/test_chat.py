@@ -100,12 +100,6 @@ def test_streamed_tool_call_accumulates_with_the_sdk_stream_helper(client):
     assert json.loads(call.function.arguments) == {"city": "emulated", "days": 1}
 
 
-@pytest.mark.xfail(
-    reason="GATEWAY BUG (reported): the reply's `model` is the upstream deployment id "
-    "(e.g. 'openai/gpt-oss-120b', 'openai.gpt-4o-v1:0', 'gpt-4o-vertex') passed through "
-    "unchanged, not the public model the client asked for",
-    strict=False,
-)
 def test_reply_model_is_the_public_model_requested(client):
     # Enough requests that every host serves at least one with near certainty.
     for _ in range(24):

@@ -88,12 +88,6 @@ def test_batch_input_gives_one_indexed_item_per_input(client, on_host, served_by
         assert alone.data[0].embedding == pytest.approx(res.data[i].embedding, abs=1e-7)
 
 
-@pytest.mark.xfail(
-    reason="GATEWAY BUG (reported): one public embedding model is routed at random over hosts "
-    "whose deployments are different embedding models (titan, gemini-embedding-001, bge, ...), "
-    "so the same input gets a different vector from request to request",
-    strict=False,
-)
 def test_same_input_embeds_to_the_same_vector_on_every_request(client):
     # A user who indexes documents with one request and queries with the
     # next needs both vectors in the same space.

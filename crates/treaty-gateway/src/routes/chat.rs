@@ -114,7 +114,7 @@ pub(crate) async fn chat_completions(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 )],
-                body,
+                treaty_openai::with_model(&body, &req.model),
             )
                 .into_response();
             res.headers_mut().insert(X_TREATY_HOST.clone(), host_value);
@@ -140,7 +140,13 @@ pub(crate) async fn chat_completions(
                     },
                 );
             };
-            let body = SseBody::new(first, rest, served.host.id.clone(), on_end);
+            let body = SseBody::new(
+                first,
+                rest,
+                served.host.id.clone(),
+                req.model.clone(),
+                on_end,
+            );
             let mut res = Response::new(Body::from_stream(body));
             let h = res.headers_mut();
             h.insert(

@@ -63,7 +63,7 @@ pub(crate) async fn embeddings(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 )],
-                served.value.body,
+                treaty_openai::with_model(&served.value.body, &req.model),
             )
                 .into_response();
             res.headers_mut()
