@@ -1,5 +1,7 @@
 //! The real binary, started on port 0, driven over HTTP and the CLI.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use serde_json::{Value, json};
@@ -30,9 +32,16 @@ fn serve_check_validates_and_explains_mistakes() {
     let out = treaty(&["serve", "--config", bad.to_str().unwrap(), "--check"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("hosts[0].provider") && err.contains("example: provider = \"azure_openai\""), "{err}");
+    assert!(
+        err.contains("hosts[0].provider") && err.contains("example: provider = \"azure_openai\""),
+        "{err}"
+    );
 
-    std::fs::write(&bad, support::example_config().replace("segment =", "segmant =")).unwrap();
+    std::fs::write(
+        &bad,
+        support::example_config().replace("segment =", "segmant ="),
+    )
+    .unwrap();
     let out = treaty(&["serve", "--config", bad.to_str().unwrap(), "--check"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("segmant"), "{}", stderr(&out));
@@ -48,21 +57,51 @@ async fn keys_from_the_cli_work_against_a_running_gateway() {
     let cfg = config.to_str().unwrap();
 
     let created = treaty(&[
-        "keys", "create", "--config", cfg, "--tenant", "acme", "--channel", "aws-marketplace",
-        "--product", "frontier", "--name", "e2e", "--format", "json",
+        "keys",
+        "create",
+        "--config",
+        cfg,
+        "--tenant",
+        "acme",
+        "--channel",
+        "aws-marketplace",
+        "--product",
+        "frontier",
+        "--name",
+        "e2e",
+        "--format",
+        "json",
     ]);
     assert!(created.status.success(), "{}", stderr(&created));
     let created: Value = serde_json::from_slice(&created.stdout).unwrap();
     let secret = created["secret"].as_str().unwrap().to_owned();
     let id = created["id"].as_str().unwrap().to_owned();
 
-    let refused = treaty(&["keys", "create", "--config", cfg, "--tenant", "nobody", "--channel", "direct", "--product", "api"]);
+    let refused = treaty(&[
+        "keys",
+        "create",
+        "--config",
+        cfg,
+        "--tenant",
+        "nobody",
+        "--channel",
+        "direct",
+        "--product",
+        "api",
+    ]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(stderr(&refused).contains("unknown tenant"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("unknown tenant"),
+        "{}",
+        stderr(&refused)
+    );
 
     let listed = treaty(&["keys", "list", "--config", cfg]);
     let text = stdout(&listed);
-    assert!(text.contains(&id) && text.contains("active") && !text.contains(&secret), "{text}");
+    assert!(
+        text.contains(&id) && text.contains("active") && !text.contains(&secret),
+        "{text}"
+    );
 
     let server = Server::start(&config, &emulator.url());
     let client = http();
@@ -99,7 +138,10 @@ fn the_demo_runs_end_to_end() {
     let out = treaty(&["demo", "--dir", dir.path().to_str().unwrap()]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
-    assert!(text.contains("EMULATED"), "the demo says its upstreams are emulated");
+    assert!(
+        text.contains("EMULATED"),
+        "the demo says its upstreams are emulated"
+    );
     assert!(text.contains("Demo OK: 11 requests"), "{text}");
     assert!(dir.path().join("treaty.db").exists());
 }

@@ -6,6 +6,8 @@
 //! stream's size; streaming chunk by chunk keeps growth near zero. This is
 //! a memory bound, not a timing: the numbers are printed for BENCHMARKS.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::sync::Arc;
@@ -26,8 +28,18 @@ async fn a_10_mb_stream_passes_with_flat_memory() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_example(dir.path());
     let created = treaty(&[
-        "keys", "create", "--config", config.to_str().unwrap(), "--tenant", "acme",
-        "--channel", "direct", "--product", "api", "--format", "json",
+        "keys",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+        "--tenant",
+        "acme",
+        "--channel",
+        "direct",
+        "--product",
+        "api",
+        "--format",
+        "json",
     ]);
     let key = serde_json::from_slice::<serde_json::Value>(&created.stdout).unwrap()["secret"]
         .as_str()
@@ -80,8 +92,14 @@ async fn a_10_mb_stream_passes_with_flat_memory() {
         "10 MB stream through the gateway: {total} bytes on the wire, gateway RSS baseline {} KiB, peak {} KiB, growth {} KiB",
         baseline, peak, growth
     );
-    assert!(total > 10_000_000, "the whole stream arrived ({total} bytes)");
+    assert!(
+        total > 10_000_000,
+        "the whole stream arrived ({total} bytes)"
+    );
     assert!(String::from_utf8_lossy(&tail).ends_with("data: [DONE]\n\n"));
     // Buffering the response would cost at least its 10 MB.
-    assert!(growth < 6 * 1024, "gateway RSS grew by {growth} KiB during a 10 MB stream");
+    assert!(
+        growth < 6 * 1024,
+        "gateway RSS grew by {growth} KiB during a 10 MB stream"
+    );
 }

@@ -79,7 +79,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "treaty serve did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "treaty serve did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -1,5 +1,7 @@
 //! The gateway's HTTP API, in-process, against the emulator.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{ADMIN_TOKEN, UPSTREAM_KEY, chat, harness};

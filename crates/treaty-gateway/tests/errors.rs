@@ -1,6 +1,8 @@
 //! Every refusal leaves in the OpenAI error shape with the right status;
 //! bodies are pinned by insta snapshots so a change is a reviewed change.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use axum::body::Body;
