@@ -38,6 +38,39 @@ pub struct Config {
     pub tenants: Vec<Tenant>,
     pub channels: Vec<Channel>,
     pub products: Vec<Product>,
+    /// `None`: no contracts; every request is admitted and every host
+    /// serving the model is allowed.
+    pub contracts: Option<ContractsConfig>,
+    pub classification: ClassificationConfig,
+}
+
+/// Where the contract readings are and which one is in force.
+#[derive(Debug, Clone)]
+pub struct ContractsConfig {
+    /// The directory holding one sub-directory per reading (absolute).
+    pub dir: PathBuf,
+    /// The reading in force (a sub-directory of `dir`); `--reading`
+    /// overrides it.
+    pub reading: String,
+    /// The data classifications requests may carry
+    /// (`x-treaty-data-classification`).
+    pub data_classifications: Vec<String>,
+    /// The classification of requests that carry none.
+    pub default_data_classification: String,
+}
+
+impl ContractsConfig {
+    /// The directory of the reading in force.
+    pub fn reading_dir(&self) -> PathBuf {
+        self.dir.join(&self.reading)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClassificationConfig {
+    /// A rules file (absolute); `None` uses Treaty's defaults. A reading
+    /// directory's own `classification.toml` takes precedence.
+    pub rules_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

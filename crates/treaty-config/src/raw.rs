@@ -20,6 +20,24 @@ pub(crate) struct RawConfig {
     pub channels: Vec<RawChannel>,
     #[serde(default)]
     pub products: Vec<RawProduct>,
+    pub contracts: Option<RawContracts>,
+    #[serde(default)]
+    pub classification: RawClassification,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawContracts {
+    pub dir: String,
+    pub reading: String,
+    pub data_classifications: Option<Vec<String>>,
+    pub default_data_classification: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClassification {
+    pub rules_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

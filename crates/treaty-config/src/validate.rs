@@ -164,8 +164,60 @@ pub(crate) fn validate(
         });
     }
 
+    let contracts = match raw.contracts {
+        None => None,
+        Some(c) => {
+            nonempty(
+                "contracts.reading",
+                &c.reading,
+                r#"reading = "reading-openai""#,
+            )?;
+            let dir = base_dir.join(&c.dir);
+            if !dir.join(&c.reading).is_dir() {
+                return Err(ConfigError::invalid(
+                    "contracts.reading",
+                    format!("no reading directory {}", dir.join(&c.reading).display()),
+                    r#"dir = "contracts"  reading = "reading-openai"  # contracts/reading-openai/*.cedar"#,
+                ));
+            }
+            let classes = c.data_classifications.unwrap_or_else(|| {
+                ["public", "internal", "confidential", "restricted"]
+                    .map(String::from)
+                    .to_vec()
+            });
+            if classes.is_empty() || classes.iter().any(|d| d.trim().is_empty()) {
+                return Err(ConfigError::invalid(
+                    "contracts.data_classifications",
+                    "must list at least one non-empty name",
+                    r#"data_classifications = ["public", "internal", "confidential"]"#,
+                ));
+            }
+            let default = c
+                .default_data_classification
+                .unwrap_or_else(|| "internal".into());
+            if !classes.contains(&default) {
+                return Err(ConfigError::invalid(
+                    "contracts.default_data_classification",
+                    format!("{default:?} is not one of data_classifications"),
+                    r#"default_data_classification = "internal""#,
+                ));
+            }
+            Some(crate::ContractsConfig {
+                dir,
+                reading: c.reading,
+                data_classifications: classes,
+                default_data_classification: default,
+            })
+        }
+    };
+    let classification = crate::ClassificationConfig {
+        rules_file: raw.classification.rules_file.map(|f| base_dir.join(f)),
+    };
+
     Ok(Config {
         base_dir: base_dir.to_path_buf(),
+        contracts,
+        classification,
         server,
         upstream,
         store,

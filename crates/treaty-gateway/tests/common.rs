@@ -130,6 +130,7 @@ pub async fn mint(store: &treaty_store::Store, product: &str) -> String {
             product: product.into(),
             name: None,
             models: None,
+            declare_classes: None,
             expires_at: None,
         },
     )

@@ -166,6 +166,7 @@ async fn bad_keys_are_401() {
                 product: "api".into(),
                 name: None,
                 models: None,
+                declare_classes: None,
                 expires_at: Some(treaty_keys::now_ms() - 1000),
             },
         )

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use treaty_domain::{ChannelId, ProductId, TenantId};
+use treaty_domain::{ChannelId, ProductId, TenantId, WorkloadClass};
 use treaty_store::{KeyRow, Store, StoreError};
 
 use crate::{hash_secret, now_ms};
@@ -17,6 +17,8 @@ pub struct VerifiedKey {
     pub channel: ChannelId,
     pub product: ProductId,
     pub models: Option<Vec<String>>,
+    /// Classes this key may declare; unknown names in the store are ignored.
+    pub declare_classes: Vec<WorkloadClass>,
     expires_at: Option<i64>,
 }
 
@@ -25,6 +27,10 @@ impl VerifiedKey {
         self.models
             .as_ref()
             .is_none_or(|m| m.iter().any(|x| x == model))
+    }
+
+    pub fn may_declare(&self, class: WorkloadClass) -> bool {
+        self.declare_classes.contains(&class)
     }
 }
 
@@ -176,6 +182,12 @@ impl KeyChecker {
             channel,
             product,
             models: row.models,
+            declare_classes: row
+                .declare_classes
+                .iter()
+                .flatten()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
             expires_at: row.expires_at,
         }))
     }
@@ -202,6 +214,7 @@ mod tests {
             product: "api".into(),
             name: None,
             models: None,
+            declare_classes: None,
             created_at: now_ms(),
             expires_at: None,
             revoked_at: None,

@@ -1,6 +1,7 @@
 //! Creating keys and showing them without their secrets.
 
 use serde::Serialize;
+use treaty_domain::WorkloadClass;
 use treaty_store::{KeyRow, Store, StoreError};
 
 use crate::{MintedKey, mint, now_ms};
@@ -13,6 +14,8 @@ pub struct KeyRequest {
     pub product: String,
     pub name: Option<String>,
     pub models: Option<Vec<String>>,
+    /// Workload classes the key may declare with `x-treaty-workload-class`.
+    pub declare_classes: Option<Vec<WorkloadClass>>,
     /// Unix milliseconds.
     pub expires_at: Option<i64>,
 }
@@ -30,6 +33,9 @@ pub async fn issue(store: &Store, req: KeyRequest) -> Result<(MintedKey, KeyView
         product: req.product,
         name: req.name,
         models: req.models,
+        declare_classes: req
+            .declare_classes
+            .map(|cs| cs.iter().map(|c| c.as_str().to_owned()).collect()),
         created_at: now_ms(),
         expires_at: req.expires_at,
         revoked_at: None,
@@ -49,6 +55,7 @@ pub struct KeyView {
     pub product: String,
     pub name: Option<String>,
     pub models: Option<Vec<String>>,
+    pub declare_classes: Option<Vec<String>>,
     pub created_at: String,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
@@ -82,6 +89,7 @@ impl From<&KeyRow> for KeyView {
             product: r.product.clone(),
             name: r.name.clone(),
             models: r.models.clone(),
+            declare_classes: r.declare_classes.clone(),
             created_at: rfc3339(r.created_at),
             expires_at: r.expires_at.map(rfc3339),
             revoked_at: r.revoked_at.map(rfc3339),

@@ -17,6 +17,8 @@ pub struct KeyRow {
     pub name: Option<String>,
     /// Public model names this key is limited to, if any.
     pub models: Option<Vec<String>>,
+    /// Workload classes the key may declare; `None`: none.
+    pub declare_classes: Option<Vec<String>>,
     /// Unix milliseconds.
     pub created_at: i64,
     pub expires_at: Option<i64>,
@@ -30,19 +32,13 @@ pub type NewKey = KeyRow;
 /// refuses dynamic SQL strings).
 macro_rules! columns {
     () => {
-        "id, secret_hash, prefix, tenant, channel, product, name, models, created_at, expires_at, revoked_at"
+        "id, secret_hash, prefix, tenant, channel, product, name, models, declare_classes, created_at, expires_at, revoked_at"
     };
 }
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<KeyRow, StoreError> {
     let models: Option<String> = row.try_get("models")?;
-    let models = match models {
-        None => None,
-        Some(text) => Some(serde_models(&text).ok_or_else(|| StoreError::Corrupt {
-            table: "virtual_keys",
-            detail: "models is not a list of names".into(),
-        })?),
-    };
+    let declare_classes: Option<String> = row.try_get("declare_classes")?;
     Ok(KeyRow {
         id: row.try_get("id")?,
         secret_hash: row.try_get("secret_hash")?,
@@ -51,17 +47,18 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<KeyRow, StoreError> {
         channel: row.try_get("channel")?,
         product: row.try_get("product")?,
         name: row.try_get("name")?,
-        models,
+        models: models.as_deref().map(lines),
+        declare_classes: declare_classes.as_deref().map(lines),
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
     })
 }
 
-/// Model lists are stored one name per line: names never hold newlines
-/// (the config refuses them), and this keeps the column readable in SQL.
-fn serde_models(text: &str) -> Option<Vec<String>> {
-    Some(text.lines().map(str::to_owned).collect())
+/// Lists of names are stored one per line: model and class names never
+/// hold newlines, and this keeps the columns readable in SQL.
+fn lines(text: &str) -> Vec<String> {
+    text.lines().map(str::to_owned).collect()
 }
 
 impl Store {
@@ -69,7 +66,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO virtual_keys (",
             columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&key.id)
         .bind(&key.secret_hash)
@@ -79,6 +76,7 @@ impl Store {
         .bind(&key.product)
         .bind(key.name.as_deref())
         .bind(key.models.as_ref().map(|m| m.join("\n")))
+        .bind(key.declare_classes.as_ref().map(|m| m.join("\n")))
         .bind(key.created_at)
         .bind(key.expires_at)
         .bind(key.revoked_at)

@@ -10,6 +10,7 @@ pub(crate) fn key(id: &str, hash: &str) -> NewKey {
         product: "api".into(),
         name: Some("ci".into()),
         models: Some(vec!["gpt-4o".into(), "gpt-4o-mini".into()]),
+        declare_classes: Some(vec!["training".into()]),
         created_at: 1_700_000_000_000,
         expires_at: None,
         revoked_at: None,

@@ -161,6 +161,7 @@ async fn mint_keys(config: &Config, store: &treaty_store::Store) -> anyhow::Resu
                         product: p.id.to_string(),
                         name: Some("demo".into()),
                         models: None,
+                        declare_classes: None,
                         expires_at: None,
                     },
                 )

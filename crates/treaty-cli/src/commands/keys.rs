@@ -45,6 +45,10 @@ pub struct CreateArgs {
     /// ("30d", "12h").
     #[arg(long)]
     pub expires: Option<String>,
+    /// Workload classes this key may declare with the
+    /// `x-treaty-workload-class` header (comma-separated, e.g. "training").
+    #[arg(long, value_delimiter = ',')]
+    pub declare_classes: Option<Vec<String>>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
@@ -94,6 +98,18 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     let expires_at = args.expires.as_deref().map(parse_expiry).transpose()?;
+    let declare_classes = args
+        .declare_classes
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| {
+                    n.parse::<treaty_domain::WorkloadClass>()
+                        .map_err(|()| anyhow::anyhow!("unknown workload class {n:?}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .transpose()?;
     let store = args.state.open(config.as_ref()).await?;
     let (minted, view) = treaty_keys::issue(
         &store,
@@ -103,6 +119,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
             product: args.product,
             name: args.name,
             models: args.models,
+            declare_classes,
             expires_at,
         },
     )

@@ -52,6 +52,9 @@ pub(crate) struct CreateKey {
     /// RFC 3339.
     #[serde(default)]
     expires_at: Option<String>,
+    /// Workload classes the key may declare.
+    #[serde(default)]
+    declare_classes: Option<Vec<String>>,
 }
 
 pub(crate) async fn create_key(
@@ -82,6 +85,7 @@ pub(crate) async fn create_key(
             )
         })?),
     };
+    let declare_classes = parse_classes(req.declare_classes.as_deref())?;
     let (minted, view) = treaty_keys::issue(
         &gw.store,
         KeyRequest {
@@ -90,6 +94,7 @@ pub(crate) async fn create_key(
             product: req.product,
             name: req.name,
             models: req.models,
+            declare_classes,
             expires_at,
         },
     )
@@ -134,6 +139,26 @@ pub(crate) async fn revoke_key(
         .map_err(store_err)?;
     gw.forget_key(&row.secret_hash);
     Ok(Json(json!({"id": id, "revoked": true})))
+}
+
+fn parse_classes(
+    names: Option<&[String]>,
+) -> Result<Option<Vec<treaty_domain::WorkloadClass>>, ApiError> {
+    let Some(names) = names else {
+        return Ok(None);
+    };
+    names
+        .iter()
+        .map(|n| {
+            n.parse().map_err(|()| {
+                ApiError::invalid(
+                    format!("Unknown workload class '{n}'."),
+                    Some("declare_classes".into()),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 fn parse_time(text: &str) -> Option<i64> {
