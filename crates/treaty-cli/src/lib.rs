@@ -30,6 +30,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Serve(commands::serve::ServeArgs),
+    /// Check contracts and explain decisions.
+    #[command(subcommand)]
+    Contracts(commands::contracts::ContractsCommand),
     /// Create, list and revoke virtual API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Keys(cmd) => commands::keys::run(cmd).await,
+            Command::Contracts(cmd) => commands::contracts::run(cmd).await,
             Command::Emulate(args) => commands::emulate::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
         }

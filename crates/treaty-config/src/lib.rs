@@ -42,6 +42,30 @@ pub struct Config {
     /// serving the model is allowed.
     pub contracts: Option<ContractsConfig>,
     pub classification: ClassificationConfig,
+    pub routing: RoutingConfig,
+    /// Committed spend per cloud, for preference clauses such as P1.
+    pub commitments: Vec<CommitmentConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    /// `weighted`, `least_latency` or `cost`.
+    pub strategy: String,
+    /// How often hosts are probed; zero disables active checks.
+    pub health_check_interval: Duration,
+    /// Consecutive failures that open a host's circuit.
+    pub breaker_failures: u32,
+    /// How long an open circuit keeps a host out before a probe.
+    pub breaker_cooldown: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitmentConfig {
+    /// The preference clause this commitment backs, e.g. `P1`.
+    pub clause: String,
+    pub cloud: String,
+    /// Committed spend for the period, in cost units.
+    pub amount: f64,
 }
 
 /// Where the contract readings are and which one is in force.

@@ -22,6 +22,10 @@ pub(crate) struct RawConfig {
     pub products: Vec<RawProduct>,
     pub contracts: Option<RawContracts>,
     #[serde(default)]
+    pub routing: RawRouting,
+    #[serde(default)]
+    pub commitments: Vec<RawCommitment>,
+    #[serde(default)]
     pub classification: RawClassification,
 }
 
@@ -32,6 +36,23 @@ pub(crate) struct RawContracts {
     pub reading: String,
     pub data_classifications: Option<Vec<String>>,
     pub default_data_classification: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouting {
+    pub strategy: Option<String>,
+    pub health_check_interval: Option<String>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCommitment {
+    pub clause: String,
+    pub cloud: String,
+    pub amount: f64,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -214,8 +214,59 @@ pub(crate) fn validate(
         rules_file: raw.classification.rules_file.map(|f| base_dir.join(f)),
     };
 
+    let r = &raw.routing;
+    let strategy = r.strategy.clone().unwrap_or_else(|| "weighted".into());
+    if !["weighted", "least_latency", "cost"].contains(&strategy.as_str()) {
+        return Err(ConfigError::invalid(
+            "routing.strategy",
+            format!("unknown strategy {strategy:?} (expected weighted, least_latency or cost)"),
+            r#"strategy = "least_latency""#,
+        ));
+    }
+    let breaker_failures = r.breaker_failures.unwrap_or(5);
+    if breaker_failures == 0 {
+        return Err(ConfigError::invalid(
+            "routing.breaker_failures",
+            "must be at least 1",
+            "breaker_failures = 5",
+        ));
+    }
+    let routing = crate::RoutingConfig {
+        strategy,
+        health_check_interval: duration(
+            "routing.health_check_interval",
+            r.health_check_interval.as_deref(),
+            Duration::from_secs(10),
+            true,
+        )?,
+        breaker_failures,
+        breaker_cooldown: duration(
+            "routing.breaker_cooldown",
+            r.breaker_cooldown.as_deref(),
+            Duration::from_secs(30),
+            false,
+        )?,
+    };
+    let mut commitments = Vec::new();
+    for (i, c) in raw.commitments.iter().enumerate() {
+        if !(c.amount.is_finite() && c.amount >= 0.0) {
+            return Err(ConfigError::invalid(
+                format!("commitments[{i}].amount"),
+                "must be a non-negative number",
+                "amount = 50000.0",
+            ));
+        }
+        commitments.push(crate::CommitmentConfig {
+            clause: c.clause.clone(),
+            cloud: c.cloud.clone(),
+            amount: c.amount,
+        });
+    }
+
     Ok(Config {
         base_dir: base_dir.to_path_buf(),
+        routing,
+        commitments,
         contracts,
         classification,
         server,

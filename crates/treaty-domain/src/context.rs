@@ -42,4 +42,6 @@ pub struct RequestContext {
     pub model: String,
     /// Set by classification; `None` until then.
     pub workload_class: Option<WorkloadClass>,
+    /// The id of the classification rule that set the class.
+    pub classified_by: Option<String>,
 }

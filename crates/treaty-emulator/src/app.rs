@@ -89,6 +89,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 ),
             ),
             (
+                // Azure's model list for deployment-style resources; it
+                // needs `api-version` like the deployment routes.
+                "/openai/models",
+                api(MethodFilter::GET, Endpoint::Models, Flavor::AzureDeployment),
+            ),
+            (
                 "/openai/v1/chat/completions",
                 api(MethodFilter::POST, Endpoint::Chat, Flavor::AzureV1),
             ),

@@ -27,6 +27,9 @@ pub enum Code {
     UpstreamError,
     UpstreamTimeout,
     NoHostAvailable,
+    ContractRefused,
+    ClassDeclarationRefused,
+    AllowedHostsUnavailable,
     StoreUnavailable,
     Internal,
 }
@@ -70,6 +73,17 @@ impl Code {
                 "upstream_error",
                 "no_host_available",
             ),
+            Code::ContractRefused => (S::FORBIDDEN, "permission_error", "contract_refused"),
+            Code::ClassDeclarationRefused => (
+                S::FORBIDDEN,
+                "permission_error",
+                "class_declaration_refused",
+            ),
+            Code::AllowedHostsUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "upstream_error",
+                "allowed_hosts_unavailable",
+            ),
             Code::StoreUnavailable => (S::SERVICE_UNAVAILABLE, "server_error", "store_unavailable"),
             Code::Internal => (S::INTERNAL_SERVER_ERROR, "server_error", "internal_error"),
         }
@@ -91,6 +105,8 @@ pub struct ApiError {
     /// An upstream status passed on as-is (a 400 from the host about the
     /// request's content), overriding the table's status.
     pub status_override: Option<StatusCode>,
+    /// Clause ids behind a contract refusal, sent as `x-treaty-clauses`.
+    pub clauses: Option<String>,
 }
 
 impl ApiError {
@@ -101,7 +117,13 @@ impl ApiError {
             param: None,
             retry_after: None,
             status_override: None,
+            clauses: None,
         }
+    }
+
+    pub fn with_clauses(mut self, clauses: String) -> Self {
+        self.clauses = Some(clauses);
+        self
     }
 
     pub fn invalid(message: impl Into<String>, param: Option<String>) -> Self {
@@ -157,6 +179,11 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(clauses) = &self.clauses
+            && let Ok(v) = HeaderValue::from_str(clauses)
+        {
+            res.headers_mut().insert("x-treaty-clauses", v);
         }
         res.extensions_mut().insert(LoggedError {
             code: self.code,

@@ -15,7 +15,8 @@ mod auth;
 mod body;
 pub mod error;
 pub mod outcome;
-mod routes;
+pub mod policy;
+pub(crate) mod routes;
 mod sse;
 mod state;
 pub mod upstream;
@@ -56,6 +57,7 @@ pub fn app(gw: std::sync::Arc<Gateway>) -> Router {
             post(routes::admin::create_key).get(routes::admin::list_keys),
         )
         .route("/admin/keys/{id}", delete(routes::admin::revoke_key))
+        .route("/admin/explain", post(routes::admin::explain))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

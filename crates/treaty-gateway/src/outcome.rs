@@ -24,6 +24,21 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+impl Outcome {
+    pub(crate) fn failed(failed: &crate::upstream::Failed, latency: Duration) -> Outcome {
+        Outcome {
+            status: failed.error.status().as_u16(),
+            served_by: None,
+            attempts: failed.attempts.clone(),
+            usage: None,
+            cost: None,
+            latency,
+            client_cancelled: false,
+            error: Some(failed.error.message.clone()),
+        }
+    }
+}
+
 pub(crate) fn record(ctx: &RequestContext, outcome: &Outcome) {
     tracing::debug!(
         target: "treaty::outcome",
@@ -34,6 +49,8 @@ pub(crate) fn record(ctx: &RequestContext, outcome: &Outcome) {
         product = %ctx.product,
         route = ctx.route.path(),
         model = %ctx.model,
+        workload_class = ctx.workload_class.map(|c| c.as_str()),
+        classified_by = ctx.classified_by.as_deref(),
         status = outcome.status,
         served_by = outcome.served_by.as_ref().map(|h| h.as_str()),
         attempts = outcome.attempts.len(),

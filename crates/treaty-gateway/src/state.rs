@@ -6,7 +6,9 @@ use sha2::{Digest, Sha256};
 use treaty_config::{Config, Env};
 use treaty_keys::KeyChecker;
 use treaty_providers::Provider;
-use treaty_router::Router;
+use treaty_router::{BreakerSettings, Commitment, Router, Strategy};
+
+use crate::policy::{Policy, PolicyError};
 use treaty_store::Store;
 
 /// Everything a request handler needs, shared behind an `Arc`.
@@ -15,6 +17,7 @@ pub struct Gateway {
     pub store: Store,
     pub(crate) keys: KeyChecker,
     pub(crate) router: Router,
+    pub policy: Policy,
     /// One provider per configured host, in the same order as
     /// `config.hosts` (and so as router indices).
     pub(crate) providers: Vec<Arc<dyn Provider>>,
@@ -35,6 +38,8 @@ impl std::fmt::Debug for Gateway {
 pub enum BuildError {
     #[error("cannot build the upstream HTTP client: {0}")]
     Http(#[source] treaty_providers::ProviderError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     #[error("cannot set up host {host}: {source}")]
     Provider {
         host: String,
@@ -58,7 +63,24 @@ impl Gateway {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let router = Router::new(config.hosts.iter().map(|h| h.host.clone()).collect());
+        let policy = Policy::load(&config)?;
+        let router = Router::new(
+            config.hosts.iter().map(|h| h.host.clone()).collect(),
+            config
+                .routing
+                .strategy
+                .parse()
+                .unwrap_or(Strategy::Weighted),
+            BreakerSettings {
+                failures: config.routing.breaker_failures,
+                cooldown: config.routing.breaker_cooldown,
+            },
+            config
+                .commitments
+                .iter()
+                .map(|c| Commitment::new(&c.clause, &c.cloud, c.amount))
+                .collect(),
+        );
         let bound_config = config.clone();
         let keys = KeyChecker::new(store.clone(), config.server.key_cache_ttl, move |row| {
             bound_config.tenant(&row.tenant).is_some()
@@ -74,8 +96,49 @@ impl Gateway {
             store,
             keys,
             router,
+            policy,
             providers,
             admin_token_hash,
+        }))
+    }
+
+    /// Probes every host every `routing.health_check_interval` until the
+    /// returned task is aborted or the gateway is dropped. A probe is a
+    /// cheap authenticated GET; its outcome feeds the host's circuit
+    /// breaker exactly like a request's, so a host that comes back is
+    /// found without risking client traffic on it.
+    pub fn spawn_health_checks(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let interval = self.config.routing.health_check_interval;
+        if interval.is_zero() {
+            return None;
+        }
+        let weak = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(gw) = weak.upgrade() else { return };
+                let timeout = gw.config.upstream.first_byte_timeout.min(interval);
+                let probes = gw.providers.iter().enumerate().map(|(i, p)| {
+                    let p = p.clone();
+                    async move {
+                        let started = std::time::Instant::now();
+                        (i, p.probe(timeout).await, started.elapsed())
+                    }
+                });
+                for (i, result, latency) in futures_util::future::join_all(probes).await {
+                    if let Err(e) = &result {
+                        tracing::debug!(host = %gw.config.hosts[i].id(), error = %e, "health probe failed");
+                    }
+                    // Only a failure or a recovery changes state; a healthy
+                    // probe of a closed circuit must not skew latency EWMA.
+                    let health = gw.router.health(i);
+                    if result.is_err() || health.state() != treaty_router::HostState::Closed {
+                        gw.router.observe(i, result.is_ok(), latency);
+                    }
+                }
+            }
         }))
     }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use treaty_domain::{Host, HostId, RequestContext};
 use treaty_providers::{CallOptions, Provider, UpstreamError};
+use treaty_router::Plan;
 
 use crate::error::{ApiError, Code};
 use crate::state::Gateway;
@@ -31,6 +32,7 @@ pub struct Attempt {
 pub(crate) struct Served<T> {
     pub value: T,
     pub host: Arc<Host>,
+    pub host_index: usize,
     pub attempts: Vec<Attempt>,
 }
 
@@ -42,30 +44,31 @@ pub(crate) struct Failed {
 pub(crate) async fn dispatch<T, F, Fut>(
     gw: &Gateway,
     ctx: &RequestContext,
+    plan: &Plan,
     mut call: F,
 ) -> Result<Served<T>, Failed>
 where
     F: FnMut(Arc<dyn Provider>, Arc<Host>, CallOptions) -> Fut,
     Fut: Future<Output = Result<T, UpstreamError>>,
 {
-    let plan = gw.router.plan(&ctx.model);
-    let mut attempts = Vec::with_capacity(plan.len().min(4));
-    if plan.is_empty() {
+    let mut attempts = Vec::with_capacity(plan.hosts.len().min(4));
+    if plan.hosts.is_empty() {
         return Err(Failed {
-            error: ApiError::model_not_found(&ctx.model),
+            error: all_down(gw, plan, &ctx.model),
             attempts,
         });
     }
+    let hosts = &plan.hosts;
     let upstream = &gw.config.upstream;
     let deadline = Instant::now() + upstream.total_timeout;
     let mut last: Option<UpstreamError> = None;
     for n in 0..upstream.max_attempts as usize {
-        let index = plan[n % plan.len()];
-        if n >= plan.len() {
+        let index = hosts[n % hosts.len()];
+        if n >= hosts.len() {
             // Every planned host has failed once: wait before going round
             // again, and give up if the wait would pass the deadline.
             let wait = treaty_router::backoff(
-                (n - plan.len() + 1) as u32,
+                (n - hosts.len() + 1) as u32,
                 last.as_ref().and_then(UpstreamError::retry_after),
                 rand::random::<f64>(),
             );
@@ -80,8 +83,12 @@ where
             deadline,
             request_id: ctx.request_id.clone(),
         };
-        match call(gw.providers[index].clone(), host.clone(), options).await {
+        let started = Instant::now();
+        let result = call(gw.providers[index].clone(), host.clone(), options).await;
+        let latency = started.elapsed();
+        match result {
             Ok(value) => {
+                gw.router.observe(index, true, latency);
                 attempts.push(Attempt {
                     host: host.id.clone(),
                     error: None,
@@ -89,14 +96,11 @@ where
                 return Ok(Served {
                     value,
                     host,
+                    host_index: index,
                     attempts,
                 });
             }
             Err(err) => {
-                attempts.push(Attempt {
-                    host: host.id.clone(),
-                    error: Some(err.to_string()),
-                });
                 // A host refusing *Treaty's* credentials is that host's
                 // fault, not the client's: try the next host.
                 let host_fault = matches!(
@@ -106,7 +110,14 @@ where
                         ..
                     }
                 );
-                if !err.retryable() && !host_fault {
+                let retry = err.retryable() || host_fault;
+                // A client error means the host answered: healthy.
+                gw.router.observe(index, !retry, latency);
+                attempts.push(Attempt {
+                    host: host.id.clone(),
+                    error: Some(err.to_string()),
+                });
+                if !retry {
                     return Err(Failed {
                         error: client_facing(&err, &host.id),
                         attempts,
@@ -116,7 +127,7 @@ where
             }
         }
     }
-    let error = exhausted(last.as_ref(), &attempts, &ctx.model);
+    let error = exhausted(gw, last.as_ref(), &attempts, &ctx.model);
     Err(Failed { error, attempts })
 }
 
@@ -147,15 +158,53 @@ pub(crate) fn client_facing(err: &UpstreamError, host: &HostId) -> ApiError {
     e
 }
 
+fn names(gw: &Gateway, mask: treaty_router::HostMask) -> String {
+    mask.iter()
+        .map(|i| gw.router.host(i).id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// No allowed host could even be tried: every one has an open circuit.
+fn all_down(gw: &Gateway, plan: &Plan, model: &str) -> ApiError {
+    if plan.candidates.is_empty() {
+        return ApiError::model_not_found(model);
+    }
+    let mut e = match gw.policy.reading() {
+        Some(reading) => ApiError::new(
+            Code::AllowedHostsUnavailable,
+            format!(
+                "Every host the contract (reading {reading}) allows for this request is down ({}). No other host was tried.",
+                names(gw, plan.candidates)
+            ),
+        ),
+        None => ApiError::new(
+            Code::NoHostAvailable,
+            format!(
+                "Every host serving '{model}' is down ({}).",
+                names(gw, plan.candidates)
+            ),
+        ),
+    };
+    e.retry_after = Some(1);
+    e
+}
+
 /// Every attempt failed with a retryable error.
-fn exhausted(last: Option<&UpstreamError>, attempts: &[Attempt], model: &str) -> ApiError {
+fn exhausted(
+    gw: &Gateway,
+    last: Option<&UpstreamError>,
+    attempts: &[Attempt],
+    model: &str,
+) -> ApiError {
     let mut tried: Vec<&str> = attempts.iter().map(|a| a.host.as_str()).collect();
+    tried.sort_unstable();
     tried.dedup();
     if let Some(err @ UpstreamError::Status { status: 429, .. }) = last {
         let mut e = ApiError::new(
             Code::UpstreamRateLimited,
             format!(
-                "Every host serving '{model}' is rate limiting (tried: {}). Retry later.",
+                "Every host tried for '{model}' is rate limiting (tried: {}). Retry later.",
                 tried.join(", ")
             ),
         );
@@ -165,13 +214,22 @@ fn exhausted(last: Option<&UpstreamError>, attempts: &[Attempt], model: &str) ->
             .or(Some(1));
         return e;
     }
-    let mut e = ApiError::new(
-        Code::NoHostAvailable,
-        format!(
-            "No host could serve '{model}': every attempt failed (tried: {}).",
-            tried.join(", ")
+    let mut e = match gw.policy.reading() {
+        Some(reading) => ApiError::new(
+            Code::AllowedHostsUnavailable,
+            format!(
+                "Every host the contract (reading {reading}) allows for this request failed (tried: {}). No other host was tried.",
+                tried.join(", ")
+            ),
         ),
-    );
+        None => ApiError::new(
+            Code::NoHostAvailable,
+            format!(
+                "No host could serve '{model}': every attempt failed (tried: {}).",
+                tried.join(", ")
+            ),
+        ),
+    };
     e.retry_after = Some(1);
     e
 }

@@ -56,6 +56,10 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         deployment: &ModelDeployment,
         call: &CallOptions,
     ) -> Result<EmbeddingsReply, UpstreamError>;
+
+    /// A cheap authenticated request (the model list) that tells whether
+    /// the host answers; used by active health checks.
+    async fn probe(&self, timeout: Duration) -> Result<(), UpstreamError>;
 }
 
 /// Per-call limits and identity.

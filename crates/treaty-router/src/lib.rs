@@ -1,36 +1,119 @@
 //! Choosing which hosts a request is tried on, and in what order.
 //!
-//! Routing is one separate step of the pipeline: it receives the request
-//! context and returns an ordered plan of hosts, and nothing else in the
-//! gateway picks a host. The contract engine will narrow the candidate set
-//! before this step ranks it; the router must never add a host that was
-//! not offered to it.
+//! Routing is one separate step of the pipeline. It receives the set of
+//! hosts the contracts allow (and the subset a preference clause prefers)
+//! and returns an ordered plan; it can only narrow that set, never widen
+//! it: a host outside `allowed` is never planned, whatever the health or
+//! strategy. Within the allowed hosts serving the model it ranks:
 //!
-//! Today the plan is every host that serves the requested model, starting
-//! at a weighted round-robin position so load spreads across equals, then
-//! the others in configured order as failover targets.
+//! 1. hosts whose circuit is open are left out (their cool-down not over);
+//! 2. preferred hosts first, while their cloud's commitment has budget;
+//! 3. then by strategy: weighted round robin, least latency (an EWMA of
+//!    observed latencies) or cost (the deployment's token prices).
+//!
+//! Health is passive (every attempt's outcome feeds a per-host circuit
+//! breaker and the latency EWMA) and active (the gateway probes hosts and
+//! reports here). All state is atomics: no lock, nothing awaited.
+
+mod health;
+mod plan;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use health::{BreakerSettings, HostHealth, HostState};
+pub use plan::{HostMask, Plan};
 use treaty_domain::Host;
 
 /// Index of a host in the configured host list.
 pub type HostIndex = usize;
 
-/// Ranks hosts for a request.
+/// How allowed hosts of equal preference are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Weighted round robin by each host's `weight`.
+    #[default]
+    Weighted,
+    /// Lowest observed latency (EWMA) first; unmeasured hosts first.
+    LeastLatency,
+    /// Cheapest deployment for the model first.
+    Cost,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "weighted" => Ok(Strategy::Weighted),
+            "least_latency" => Ok(Strategy::LeastLatency),
+            "cost" => Ok(Strategy::Cost),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Committed spend on a cloud: while it lasts, preferred hosts on that
+/// cloud rank first.
+#[derive(Debug)]
+pub struct Commitment {
+    pub clause: String,
+    pub cloud: String,
+    /// Budget for the period, in cost units.
+    pub amount: f64,
+    /// Spent so far this period, in micro-units.
+    spent_micros: AtomicU64,
+}
+
+impl Commitment {
+    pub fn new(clause: &str, cloud: &str, amount: f64) -> Self {
+        Commitment {
+            clause: clause.to_owned(),
+            cloud: cloud.to_owned(),
+            amount,
+            spent_micros: AtomicU64::new(0),
+        }
+    }
+
+    pub fn spent(&self) -> f64 {
+        self.spent_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.spent() >= self.amount
+    }
+
+    /// Sets the spend so far (restored from the ledger at start).
+    pub fn set_spent(&self, spent: f64) {
+        self.spent_micros
+            .store((spent.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+    }
+}
+
+/// Ranks hosts for requests; shared by all requests.
 #[derive(Debug)]
 pub struct Router {
     hosts: Vec<Arc<Host>>,
-    /// Weighted round-robin cursor, shared by all requests.
+    health: Vec<HostHealth>,
+    strategy: Strategy,
+    commitments: Vec<Commitment>,
+    /// Weighted round-robin cursor.
     cursor: AtomicU64,
 }
 
 impl Router {
-    pub fn new(hosts: Vec<Arc<Host>>) -> Self {
+    pub fn new(
+        hosts: Vec<Arc<Host>>,
+        strategy: Strategy,
+        breaker: BreakerSettings,
+        commitments: Vec<Commitment>,
+    ) -> Self {
+        let health = hosts.iter().map(|_| HostHealth::new(breaker)).collect();
         Router {
             hosts,
+            health,
+            strategy,
+            commitments,
             cursor: AtomicU64::new(0),
         }
     }
@@ -39,22 +122,103 @@ impl Router {
         &self.hosts[index]
     }
 
+    pub fn hosts(&self) -> &[Arc<Host>] {
+        &self.hosts
+    }
+
+    pub fn health(&self, index: HostIndex) -> &HostHealth {
+        &self.health[index]
+    }
+
+    pub fn commitments(&self) -> &[Commitment] {
+        &self.commitments
+    }
+
     /// Whether any host serves `model`.
     pub fn serves(&self, model: &str) -> bool {
         self.hosts.iter().any(|h| h.deployment(model).is_some())
     }
 
-    /// The hosts to try for `model`, first choice first. Empty when no host
-    /// serves it.
-    pub fn plan(&self, model: &str) -> Vec<HostIndex> {
-        let mut candidates: Vec<HostIndex> = (0..self.hosts.len())
-            .filter(|&i| self.hosts[i].deployment(model).is_some())
-            .collect();
-        if candidates.len() > 1 {
-            let first = self.weighted_pick(&candidates);
-            candidates.rotate_left(first);
+    /// Hosts serving `model`, as a mask.
+    pub fn serving(&self, model: &str) -> HostMask {
+        let mut m = HostMask::EMPTY;
+        for (i, h) in self.hosts.iter().enumerate() {
+            if h.deployment(model).is_some() {
+                m.insert(i);
+            }
         }
-        candidates
+        m
+    }
+
+    /// Records the outcome of one attempt on a host.
+    pub fn observe(&self, index: HostIndex, ok: bool, latency: Duration) {
+        self.health[index].observe(ok, latency);
+    }
+
+    /// Accounts spend on a host's cloud against its commitment, if any.
+    pub fn spend(&self, index: HostIndex, cost: f64) {
+        let cloud = &self.hosts[index].cloud;
+        for c in self.commitments.iter().filter(|c| &c.cloud == cloud) {
+            c.spent_micros
+                .fetch_add((cost.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn commitment_open(&self, index: HostIndex) -> bool {
+        let cloud = &self.hosts[index].cloud;
+        self.commitments
+            .iter()
+            .filter(|c| &c.cloud == cloud)
+            .all(|c| !c.exhausted())
+    }
+
+    /// Orders the hosts to try for `model`: only hosts in `allowed` that
+    /// serve it. See the module docs for the ranking.
+    pub fn plan(&self, model: &str, allowed: HostMask, preferred: HostMask) -> Plan {
+        let candidates = self.serving(model).intersect(allowed);
+        let mut ready: Vec<HostIndex> = Vec::with_capacity(candidates.len());
+        let mut down = HostMask::EMPTY;
+        for i in candidates.iter() {
+            if self.health[i].admits() {
+                ready.push(i);
+            } else {
+                down.insert(i);
+            }
+        }
+        self.rank(model, &mut ready, preferred);
+        Plan {
+            hosts: ready,
+            candidates,
+            down,
+        }
+    }
+
+    fn rank(&self, model: &str, hosts: &mut [HostIndex], preferred: HostMask) {
+        if hosts.len() < 2 {
+            return;
+        }
+        match self.strategy {
+            Strategy::Weighted => {
+                let first = self.weighted_pick(hosts);
+                hosts.rotate_left(first);
+            }
+            Strategy::LeastLatency => {
+                hosts.sort_by_key(|&i| self.health[i].ewma_micros());
+            }
+            Strategy::Cost => {
+                hosts.sort_by(|&a, &b| {
+                    let price = |i: HostIndex| {
+                        self.hosts[i]
+                            .deployment(model)
+                            .map(|d| d.input_cost_per_mtok + d.output_cost_per_mtok)
+                            .unwrap_or(f64::MAX)
+                    };
+                    price(a).total_cmp(&price(b))
+                });
+            }
+        }
+        // Stable: preferred hosts with budget first, strategy order kept.
+        hosts.sort_by_key(|&i| !(preferred.contains(i) && self.commitment_open(i)));
     }
 
     /// Position in `candidates` of the weighted round-robin choice.
@@ -92,62 +256,4 @@ pub fn backoff(attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Dura
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use treaty_domain::{HostId, ModelDeployment, ProviderKind};
-
-    fn host(id: &str, weight: u32, models: &[&str]) -> Arc<Host> {
-        Arc::new(Host {
-            id: HostId::new(id).unwrap(),
-            cloud: "c".into(),
-            region: "us-east".into(),
-            provider: ProviderKind::OpenaiCompatible,
-            certifications: vec![],
-            models: models
-                .iter()
-                .map(|m| ModelDeployment {
-                    name: (*m).into(),
-                    target: (*m).into(),
-                    input_cost_per_mtok: 0.0,
-                    output_cost_per_mtok: 0.0,
-                })
-                .collect(),
-            weight,
-        })
-    }
-
-    #[test]
-    fn plans_only_hosts_serving_the_model_each_once() {
-        let r = Router::new(vec![
-            host("a", 1, &["m"]),
-            host("b", 1, &["other"]),
-            host("c", 1, &["m"]),
-        ]);
-        for _ in 0..5 {
-            let mut p = r.plan("m");
-            p.sort();
-            assert_eq!(p, vec![0, 2]);
-        }
-        assert!(r.plan("nope").is_empty());
-        assert!(!r.serves("nope"));
-    }
-
-    #[test]
-    fn first_choice_follows_weights() {
-        let r = Router::new(vec![host("a", 3, &["m"]), host("b", 1, &["m"])]);
-        let firsts: Vec<usize> = (0..8).map(|_| r.plan("m")[0]).collect();
-        assert_eq!(firsts.iter().filter(|&&i| i == 0).count(), 6);
-        assert_eq!(firsts.iter().filter(|&&i| i == 1).count(), 2);
-    }
-
-    #[test]
-    fn backoff_grows_is_capped_and_honours_retry_after() {
-        assert_eq!(backoff(1, None, 1.0), Duration::from_millis(100));
-        assert_eq!(backoff(10, None, 1.0), Duration::from_secs(2));
-        assert_eq!(backoff(1, None, 0.0), Duration::ZERO);
-        assert_eq!(
-            backoff(1, Some(Duration::from_secs(3)), 1.0),
-            Duration::from_secs(3)
-        );
-    }
-}
+mod tests;

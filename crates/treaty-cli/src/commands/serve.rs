@@ -23,14 +23,22 @@ pub struct ServeArgs {
     /// port, printed on stdout.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Validate the config and exit.
+    /// The contract reading to enforce instead of the config's.
+    #[arg(long, value_name = "NAME")]
+    pub reading: Option<String>,
+    /// Validate the config and the contracts, then exit.
     #[arg(long)]
     pub check: bool,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config, &ProcessEnv)?;
+    let mut config = Config::load(&args.config, &ProcessEnv)?;
+    if let Some(reading) = &args.reading {
+        super::contracts::apply_reading(&mut config, reading)?;
+    }
     if args.check {
+        // Loading the policy validates every clause against the schema.
+        let policy = treaty_gateway::policy::Policy::load(&config)?;
         output::line(format!(
             "config OK: {} hosts, {} tenants, {} channels, {} products ({})",
             config.hosts.len(),
@@ -39,6 +47,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             config.products.len(),
             args.config.display()
         ));
+        match &policy.contracts {
+            Some(c) => output::line(format!(
+                "contracts OK: reading {}, {} clauses; classification: {}",
+                c.reading(),
+                c.clauses().len(),
+                policy.classifier_source
+            )),
+            None => output::line("no [contracts]: every host serving a model is allowed"),
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let url = match &args.db {
@@ -50,6 +67,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("opening the store at {}", redact_url(&url)))?;
     let gateway = treaty_gateway::Gateway::build(config, store, &ProcessEnv)?;
+    if let Some(reading) = gateway.policy.reading() {
+        tracing::info!(reading, "contracts in force");
+    }
+    let _health = gateway.spawn_health_checks();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

@@ -141,6 +141,20 @@ pub(crate) async fn revoke_key(
     Ok(Json(json!({"id": id, "revoked": true})))
 }
 
+/// `POST /admin/explain`: the same JSON as `treaty contracts explain`.
+pub(crate) async fn explain(
+    State(gw): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&gw, &headers)?;
+    let req: crate::policy::ExplainRequest =
+        crate::body::parse(body, gw.config.server.max_body_bytes)?;
+    crate::policy::explain(&gw.config, &gw.policy, &req)
+        .map(Json)
+        .map_err(|m| ApiError::invalid(m, None))
+}
+
 fn parse_classes(
     names: Option<&[String]>,
 ) -> Result<Option<Vec<treaty_domain::WorkloadClass>>, ApiError> {

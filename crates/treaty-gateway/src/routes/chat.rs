@@ -7,17 +7,18 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures_util::StreamExt;
 use treaty_domain::Route;
 use treaty_openai::ChatCompletionRequest;
 use treaty_providers::{ChatReply, ChunkStream, StreamEvent, UpstreamError};
 
-use super::{Shared, X_TREATY_HOST, context, host_header};
+use super::{Shared, context, placed_headers, stateless};
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::outcome::{Outcome, record};
+use crate::policy::place;
 use crate::sse::SseBody;
 use crate::upstream::dispatch;
 
@@ -45,10 +46,22 @@ pub(crate) async fn chat_completions(
     let req: ChatCompletionRequest = crate::body::parse(body, gw.config.server.max_body_bytes)?;
     req.validate()
         .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
-    let ctx = context(&gw, &key, &request_id, Route::ChatCompletions, &req.model)?;
+    let mut ctx = context(&gw, &key, &request_id, Route::ChatCompletions, &req.model)?;
+    let placement = place(
+        &gw,
+        &key,
+        &mut ctx,
+        &headers,
+        Route::ChatCompletions.path(),
+        stateless(),
+        false,
+    )?;
+    let plan = gw
+        .router
+        .plan(&req.model, placement.allowed, placement.preferred);
 
     let req = &req;
-    let result = dispatch(&gw, &ctx, |provider, host, call| async move {
+    let result = dispatch(&gw, &ctx, &plan, |provider, host, call| async move {
         let Some(deployment) = host.deployment(&req.model) else {
             return Err(UpstreamError::Protocol("host lost its deployment".into()));
         };
@@ -75,27 +88,18 @@ pub(crate) async fn chat_completions(
     let served = match result {
         Ok(served) => served,
         Err(failed) => {
-            record(
-                &ctx,
-                &Outcome {
-                    status: failed.error.status().as_u16(),
-                    served_by: None,
-                    attempts: failed.attempts,
-                    usage: None,
-                    cost: None,
-                    latency: started.elapsed(),
-                    client_cancelled: false,
-                    error: Some(failed.error.message.clone()),
-                },
-            );
+            record(&ctx, &Outcome::failed(&failed, started.elapsed()));
             return Err(failed.error);
         }
     };
 
-    let host_value = host_header(&served.host);
+    let clauses = placement.clauses_for(served.host_index);
     match served.value {
         Ready::Full { body, usage } => {
             let cost = cost(&served.host, &req.model, usage);
+            if let Some(c) = cost {
+                gw.router.spend(served.host_index, c);
+            }
             record(
                 &ctx,
                 &Outcome {
@@ -109,23 +113,25 @@ pub(crate) async fn chat_completions(
                     error: None,
                 },
             );
-            let mut res = (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                treaty_openai::with_model(&body, &req.model),
-            )
-                .into_response();
-            res.headers_mut().insert(X_TREATY_HOST.clone(), host_value);
+            let mut res = Response::new(Body::from(treaty_openai::with_model(&body, &req.model)));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            placed_headers(&mut res, &served.host, placement.class, &clauses);
             Ok(res)
         }
         Ready::Stream { first, rest } => {
             let host = served.host.clone();
+            let index = served.host_index;
             let attempts = served.attempts;
             let model = req.model.clone();
+            let gw_end = gw.clone();
             let on_end = move |summary: crate::sse::StreamSummary| {
                 let cost = cost(&host, &model, summary.usage);
+                if let Some(c) = cost {
+                    gw_end.router.spend(index, c);
+                }
                 record(
                     &ctx,
                     &Outcome {
@@ -155,7 +161,7 @@ pub(crate) async fn chat_completions(
             );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            h.insert(X_TREATY_HOST.clone(), host_value);
+            placed_headers(&mut res, &served.host, placement.class, &clauses);
             Ok(res)
         }
     }

@@ -3,21 +3,22 @@
 use std::time::Instant;
 
 use axum::Extension;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use treaty_domain::Route;
 use treaty_openai::EmbeddingsRequest;
 use treaty_providers::UpstreamError;
 
 use super::chat::cost;
-use super::{Shared, X_TREATY_HOST, context, host_header};
+use super::{Shared, context, placed_headers, stateless};
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::outcome::{Outcome, record};
+use crate::policy::place;
 use crate::upstream::dispatch;
 
 pub(crate) async fn embeddings(
@@ -31,10 +32,22 @@ pub(crate) async fn embeddings(
     let req: EmbeddingsRequest = crate::body::parse(body, gw.config.server.max_body_bytes)?;
     req.validate()
         .map_err(|(message, param)| ApiError::invalid(message, Some(param.to_owned())))?;
-    let ctx = context(&gw, &key, &request_id, Route::Embeddings, &req.model)?;
+    let mut ctx = context(&gw, &key, &request_id, Route::Embeddings, &req.model)?;
+    let placement = place(
+        &gw,
+        &key,
+        &mut ctx,
+        &headers,
+        Route::Embeddings.path(),
+        stateless(),
+        false,
+    )?;
+    let plan = gw
+        .router
+        .plan(&req.model, placement.allowed, placement.preferred);
 
     let req = &req;
-    let result = dispatch(&gw, &ctx, |provider, host, call| async move {
+    let result = dispatch(&gw, &ctx, &plan, |provider, host, call| async move {
         let Some(deployment) = host.deployment(&req.model) else {
             return Err(UpstreamError::Protocol("host lost its deployment".into()));
         };
@@ -45,6 +58,10 @@ pub(crate) async fn embeddings(
     match result {
         Ok(served) => {
             let usage = served.value.usage;
+            let cost = cost(&served.host, &req.model, usage);
+            if let Some(c) = cost {
+                gw.router.spend(served.host_index, c);
+            }
             record(
                 &ctx,
                 &Outcome {
@@ -52,38 +69,26 @@ pub(crate) async fn embeddings(
                     served_by: Some(served.host.id.clone()),
                     attempts: served.attempts,
                     usage,
-                    cost: cost(&served.host, &req.model, usage),
+                    cost,
                     latency: started.elapsed(),
                     client_cancelled: false,
                     error: None,
                 },
             );
-            let mut res = (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                treaty_openai::with_model(&served.value.body, &req.model),
-            )
-                .into_response();
-            res.headers_mut()
-                .insert(X_TREATY_HOST.clone(), host_header(&served.host));
+            let mut res = Response::new(Body::from(treaty_openai::with_model(
+                &served.value.body,
+                &req.model,
+            )));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            let clauses = placement.clauses_for(served.host_index);
+            placed_headers(&mut res, &served.host, placement.class, &clauses);
             Ok(res)
         }
         Err(failed) => {
-            record(
-                &ctx,
-                &Outcome {
-                    status: failed.error.status().as_u16(),
-                    served_by: None,
-                    attempts: failed.attempts,
-                    usage: None,
-                    cost: None,
-                    latency: started.elapsed(),
-                    client_cancelled: false,
-                    error: Some(failed.error.message.clone()),
-                },
-            );
+            record(&ctx, &Outcome::failed(&failed, started.elapsed()));
             Err(failed.error)
         }
     }

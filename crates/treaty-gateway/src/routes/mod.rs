@@ -46,11 +46,38 @@ pub(crate) fn context(
         route,
         model: model.to_owned(),
         workload_class: None,
+        classified_by: None,
     })
 }
 
-pub(crate) fn host_header(host: &treaty_domain::Host) -> HeaderValue {
-    HeaderValue::from_str(host.id.as_str()).unwrap_or(HeaderValue::from_static("unknown"))
+/// The placement headers: which host served, the workload class, and the
+/// clauses behind that host's verdict.
+pub(crate) fn placed_headers(
+    res: &mut axum::response::Response,
+    host: &treaty_domain::Host,
+    class: treaty_domain::WorkloadClass,
+    clauses: &str,
+) {
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(host.id.as_str()) {
+        h.insert(X_TREATY_HOST.clone(), v);
+    }
+    h.insert("x-treaty-class", HeaderValue::from_static(class.as_str()));
+    if !clauses.is_empty()
+        && let Ok(v) = HeaderValue::from_str(clauses)
+    {
+        h.insert("x-treaty-clauses", v);
+    }
+}
+
+/// Body features of routes that never hold state: chat completions'
+/// `store` keeps a completion for evals, not agent state.
+pub fn stateless() -> treaty_classify::Features {
+    treaty_classify::Features {
+        store: Some(false),
+        previous_response_id: false,
+        conversation: false,
+    }
 }
 
 pub(crate) type Shared = Arc<Gateway>;

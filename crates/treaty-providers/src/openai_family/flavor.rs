@@ -18,6 +18,8 @@ use crate::ProviderError;
 pub(crate) enum Operation {
     Chat,
     Embeddings,
+    /// The model list, used as a health probe.
+    Models,
 }
 
 impl Operation {
@@ -25,6 +27,7 @@ impl Operation {
         match self {
             Operation::Chat => &["chat", "completions"],
             Operation::Embeddings => &["embeddings"],
+            Operation::Models => &["models"],
         }
     }
 }
@@ -40,7 +43,11 @@ pub(crate) struct Flavor {
 
 enum Routes {
     /// One URL per operation; the model goes in the body.
-    Fixed { chat: Url, embeddings: Url },
+    Fixed {
+        chat: Url,
+        embeddings: Url,
+        models: Url,
+    },
     /// Azure's `{base}/openai/deployments/{target}/{op}?api-version=`.
     AzureDeployments { base: Url, api_version: String },
 }
@@ -107,18 +114,25 @@ impl Flavor {
     /// Where `op` for the deployment `target` goes.
     pub(crate) fn url(&self, op: Operation, target: &str) -> Url {
         match &self.routes {
-            Routes::Fixed { chat, embeddings } => match op {
+            Routes::Fixed {
+                chat,
+                embeddings,
+                models,
+            } => match op {
                 Operation::Chat => chat.clone(),
                 Operation::Embeddings => embeddings.clone(),
+                Operation::Models => models.clone(),
             },
             Routes::AzureDeployments { base, api_version } => {
                 let mut url = base.clone();
                 // `base_url` checked that the URL can take path segments;
                 // `extend` percent-encodes the deployment name.
                 if let Ok(mut path) = url.path_segments_mut() {
-                    path.pop_if_empty()
-                        .extend(["openai", "deployments", target])
-                        .extend(op.segments());
+                    path.pop_if_empty().push("openai");
+                    if op != Operation::Models {
+                        path.extend(["deployments", target]);
+                    }
+                    path.extend(op.segments());
                 }
                 url.query_pairs_mut()
                     .append_pair("api-version", api_version);
@@ -148,6 +162,7 @@ impl Routes {
         Routes::Fixed {
             chat: at(Operation::Chat),
             embeddings: at(Operation::Embeddings),
+            models: at(Operation::Models),
         }
     }
 }

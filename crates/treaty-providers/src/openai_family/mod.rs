@@ -108,6 +108,24 @@ fn encode(body: &impl serde::Serialize) -> Result<Vec<u8>, UpstreamError> {
 
 #[async_trait::async_trait]
 impl Provider for OpenAiFamily {
+    async fn probe(&self, timeout: std::time::Duration) -> Result<(), UpstreamError> {
+        let mut request = self.http.get(self.flavor.url(Operation::Models, ""));
+        if let Some((name, value)) = self.flavor.auth() {
+            request = request.header(name, value);
+        }
+        let call = CallOptions {
+            first_byte_timeout: timeout,
+            deadline: tokio::time::Instant::now() + timeout,
+            request_id: "health-probe".to_owned(),
+        };
+        let response = exchange::send(request, &call).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(exchange::status_error(response, &call, self.secret()).await)
+        }
+    }
+
     fn host_id(&self) -> &HostId {
         &self.host
     }

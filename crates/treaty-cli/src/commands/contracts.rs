@@ -1,0 +1,191 @@
+//! `treaty contracts check|explain`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use treaty_config::{Config, ProcessEnv};
+use treaty_contracts::CheckOptions;
+use treaty_gateway::policy::{ExplainRequest, Policy, explain};
+
+use crate::output;
+
+#[derive(Debug, Subcommand)]
+pub enum ContractsCommand {
+    /// Validate the contracts against the schema and analyse them: dead
+    /// zones (admitted but no host allowed), clauses that never apply,
+    /// shadowed permits and conflicting clauses (symbolic checks with cvc5).
+    /// Exits 1 on errors (schema violations, dead zones).
+    Check(CheckArgs),
+    /// Explain the decision for one request: admission, workload class,
+    /// every host's verdict and the runtime verdict, with clause ids.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadingArgs {
+    /// Treaty config file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The contract reading to use instead of the config's.
+    #[arg(long, value_name = "NAME")]
+    pub reading: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub reading: ReadingArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Skip the symbolic (cvc5) checks.
+    #[arg(long)]
+    pub no_solver: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub reading: ReadingArgs,
+    /// A JSON file: {"tenant", "channel", "product", "route", "body", "at"}.
+    #[arg(long, value_name = "FILE")]
+    pub request: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+/// Loads the config with `--reading` applied.
+pub fn load(args: &ReadingArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(&args.config, &ProcessEnv)?;
+    if let Some(reading) = &args.reading {
+        apply_reading(&mut config, reading)?;
+    }
+    Ok(config)
+}
+
+/// Switches the reading in force, checking it exists.
+pub fn apply_reading(config: &mut Config, reading: &str) -> anyhow::Result<()> {
+    let Some(contracts) = config.contracts.as_mut() else {
+        bail!("--reading {reading:?} given, but the config has no [contracts] section");
+    };
+    let dir = contracts.dir.join(reading);
+    if !dir.is_dir() {
+        bail!(
+            "no reading {reading:?}: {} is not a directory",
+            dir.display()
+        );
+    }
+    contracts.reading = reading.to_owned();
+    Ok(())
+}
+
+pub async fn run(cmd: ContractsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ContractsCommand::Check(args) => check(args),
+        ContractsCommand::Explain(args) => explain_cmd(args),
+    }
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let config = load(&args.reading)?;
+    if config.contracts.is_none() {
+        bail!("the config has no [contracts] section: nothing to check");
+    }
+    let policy = Policy::load(&config)?;
+    let Some(contracts) = &policy.contracts else {
+        bail!("no contracts loaded");
+    };
+    let report = contracts.check(&CheckOptions {
+        use_solver: !args.no_solver,
+        ..CheckOptions::default()
+    });
+    match args.format {
+        Format::Json => output::line(serde_json::to_string_pretty(&report)?),
+        Format::Text => output::line(&report),
+    }
+    Ok(if report.has_errors() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn explain_cmd(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let config = load(&args.reading)?;
+    let policy = Policy::load(&config)?;
+    let text = std::fs::read_to_string(&args.request)
+        .with_context(|| format!("reading {}", args.request.display()))?;
+    let req: ExplainRequest = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an explain request", args.request.display()))?;
+    let v = explain(&config, &policy, &req).map_err(anyhow::Error::msg)?;
+    match args.format {
+        Format::Json => output::line(serde_json::to_string_pretty(&v)?),
+        Format::Text => output::line(render(&req, policy.reading(), &v)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ids(v: &serde_json::Value) -> String {
+    let list: Vec<&str> = v
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    if list.is_empty() {
+        "-".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+fn yes(v: &serde_json::Value) -> &'static str {
+    if v.as_bool() == Some(true) {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn render(req: &ExplainRequest, reading: Option<&str>, v: &serde_json::Value) -> String {
+    let mut out = format!(
+        "request:  tenant {} via {}, product {}, {}{}\nreading:  {}\nadmitted: {} [{}]\nclass:    {} (rule {})\nruntime:  {} [{}]\n\n",
+        req.tenant,
+        req.channel,
+        req.product,
+        req.route,
+        req.at
+            .as_deref()
+            .map(|a| format!(" at {a}"))
+            .unwrap_or_default(),
+        reading.unwrap_or("(no contracts)"),
+        yes(&v["admitted"]),
+        ids(&v["admit_clauses"]),
+        v["workload_class"].as_str().unwrap_or("?"),
+        v["classified_by"].as_str().unwrap_or("?"),
+        yes(&v["runtime"]["allowed"]),
+        ids(&v["runtime"]["clauses"]),
+    );
+    let rows: Vec<Vec<String>> = v["hosts"]
+        .as_array()
+        .map(|hosts| {
+            hosts
+                .iter()
+                .map(|h| {
+                    vec![
+                        h["id"].as_str().unwrap_or("?").to_owned(),
+                        yes(&h["allowed"]).to_owned(),
+                        ids(&h["clauses"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push_str(&output::table(&["HOST", "ALLOWED", "CLAUSES"], &rows));
+    out
+}

@@ -1,0 +1,505 @@
+//! The decision step: classify the request, then ask the contracts.
+//!
+//! Runs after authentication and before routing. It owns the three
+//! refusals that come from contracts, each naming the clauses behind it:
+//! a class declaration the key may not make, a request the contracts do
+//! not admit (channel × product × tenant), and a request no allowed host
+//! can serve. What it hands the router is the allowed set (and the
+//! preferred subset) as a host mask: routing may narrow it, never widen it.
+//! Without `[contracts]` in the config every host is allowed.
+//!
+//! Decisions are table lookups (see `treaty-contracts`): nothing here
+//! allocates on the success path except the clause header.
+
+use std::path::Path;
+
+use axum::http::HeaderMap;
+use treaty_classify::{Classifier, Features, Input};
+use treaty_config::Config;
+use treaty_contracts::{ClauseId, Contracts, Decision, Entities, Query};
+use treaty_domain::{RequestContext, WorkloadClass};
+use treaty_keys::VerifiedKey;
+use treaty_router::HostMask;
+
+use crate::error::{ApiError, Code};
+use crate::state::Gateway;
+
+pub const DECLARED_CLASS_HEADER: &str = "x-treaty-workload-class";
+pub const DATA_CLASSIFICATION_HEADER: &str = "x-treaty-data-classification";
+pub const PREFER_HOST_HEADER: &str = "x-treaty-prefer-host";
+
+/// Contracts and classification rules, loaded once.
+pub struct Policy {
+    pub contracts: Option<Contracts>,
+    pub classifier: Classifier,
+    /// Where the rules came from, for people.
+    pub classifier_source: String,
+    data_classifications: Vec<String>,
+    default_data_classification: String,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("reading", &self.reading())
+            .field("classifier", &self.classifier_source)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("contracts of reading {reading:?}: {source}")]
+    Contracts {
+        reading: String,
+        #[source]
+        source: treaty_contracts::ContractError,
+    },
+    #[error("classification rules {file}: {source}")]
+    Classification {
+        file: String,
+        #[source]
+        source: treaty_classify::ClassifyError,
+    },
+    #[error("cannot read {file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Policy {
+    /// Loads the reading in force and its classification rules: the
+    /// reading's own `classification.toml` first, then
+    /// `classification.rules_file`, then Treaty's defaults.
+    pub fn load(config: &Config) -> Result<Policy, PolicyError> {
+        let hosts: Vec<_> = config.hosts.iter().map(|h| h.host.clone()).collect();
+        let (contracts, classes, default_class, reading_rules) = match &config.contracts {
+            None => (
+                None,
+                vec!["internal".to_owned()],
+                "internal".to_owned(),
+                None,
+            ),
+            Some(c) => {
+                let dir = c.reading_dir();
+                let contracts = Contracts::load(
+                    &dir,
+                    Entities {
+                        tenants: &config.tenants,
+                        channels: &config.channels,
+                        products: &config.products,
+                        hosts: &hosts,
+                        instance: &config.instance,
+                        data_classifications: &c.data_classifications,
+                    },
+                )
+                .map_err(|source| PolicyError::Contracts {
+                    reading: c.reading.clone(),
+                    source,
+                })?;
+                let rules = dir.join("classification.toml");
+                (
+                    Some(contracts),
+                    c.data_classifications.clone(),
+                    c.default_data_classification.clone(),
+                    rules.is_file().then_some(rules),
+                )
+            }
+        };
+        let rules_file = reading_rules.or_else(|| config.classification.rules_file.clone());
+        let (classifier, classifier_source) = match rules_file {
+            Some(file) => (load_rules(&file)?, file.display().to_string()),
+            None => (Classifier::defaults(), "Treaty's default rules".to_owned()),
+        };
+        Ok(Policy {
+            contracts,
+            classifier,
+            classifier_source,
+            data_classifications: classes,
+            default_data_classification: default_class,
+        })
+    }
+
+    pub fn reading(&self) -> Option<&str> {
+        self.contracts.as_ref().map(Contracts::reading)
+    }
+}
+
+pub fn load_rules(file: &Path) -> Result<Classifier, PolicyError> {
+    let text = std::fs::read_to_string(file).map_err(|source| PolicyError::Io {
+        file: file.display().to_string(),
+        source,
+    })?;
+    Classifier::from_toml(&text).map_err(|source| PolicyError::Classification {
+        file: file.display().to_string(),
+        source,
+    })
+}
+
+/// What the decision step hands on.
+pub(crate) struct Placement<'g> {
+    pub class: WorkloadClass,
+    pub decision: Option<Decision<'g>>,
+    /// Hosts the contracts allow (all hosts without contracts).
+    pub allowed: HostMask,
+    pub preferred: HostMask,
+}
+
+impl Placement<'_> {
+    /// The clause ids behind a host's verdict, comma-separated.
+    pub fn clauses_for(&self, host: usize) -> String {
+        self.decision
+            .as_ref()
+            .map(|d| join(d.clauses_for_host(host)))
+            .unwrap_or_default()
+    }
+}
+
+pub(crate) fn join(ids: &[ClauseId]) -> String {
+    let mut out = String::new();
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(id.as_str());
+    }
+    out
+}
+
+/// Classifies and decides one request; sets `ctx.workload_class`.
+pub(crate) fn place<'g>(
+    gw: &'g Gateway,
+    key: &VerifiedKey,
+    ctx: &mut RequestContext,
+    headers: &HeaderMap,
+    route: &str,
+    features: Features,
+    model_step: bool,
+) -> Result<Placement<'g>, ApiError> {
+    let policy = &gw.policy;
+    let declared = declared_class(key, headers)?;
+    let data_class = match headers.get(DATA_CLASSIFICATION_HEADER) {
+        None => policy.default_data_classification.as_str(),
+        Some(v) => {
+            let v = v.to_str().unwrap_or("");
+            policy
+                .data_classifications
+                .iter()
+                .find(|d| d.as_str() == v)
+                .map(String::as_str)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        format!(
+                            "Unknown data classification '{v}'; expected one of: {}.",
+                            policy.data_classifications.join(", ")
+                        ),
+                        None,
+                    )
+                })?
+        }
+    };
+    let product_kind = gw
+        .config
+        .product(ctx.product.as_str())
+        .map(|p| p.kind)
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidApiKey,
+                "This API key's product is not configured.",
+            )
+        })?;
+    let classified = policy.classifier.classify(&Input {
+        route,
+        product: ctx.product.as_str(),
+        product_kind,
+        features,
+        declared,
+        model_step,
+    });
+    ctx.workload_class = Some(classified.class);
+    ctx.classified_by = Some(classified.rule.to_owned());
+
+    let serving = gw.router.serving(&ctx.model);
+    let Some(contracts) = &policy.contracts else {
+        return prefer(
+            gw,
+            headers,
+            Placement {
+                class: classified.class,
+                decision: None,
+                allowed: HostMask::all(gw.config.hosts.len()),
+                preferred: HostMask::EMPTY,
+            },
+        );
+    };
+    let decision = contracts.decide(&Query {
+        tenant: &ctx.tenant,
+        channel: &ctx.channel,
+        product: &ctx.product,
+        class: classified.class,
+        data_classification: data_class,
+        at_unix_ms: treaty_keys::now_ms(),
+    });
+    if !decision.admitted {
+        return Err(ApiError::new(
+            Code::ContractRefused,
+            format!(
+                "Refused by contract (reading {}): channel '{}' may not sell product '{}' to tenant '{}'{}.",
+                contracts.reading(),
+                ctx.channel,
+                ctx.product,
+                ctx.tenant,
+                clause_suffix(decision.admit_clauses)
+            ),
+        )
+        .with_clauses(join(decision.admit_clauses)));
+    }
+    let allowed = HostMask(decision.allowed_hosts.bits());
+    if allowed.intersect(serving).is_empty() {
+        // Every host serving the model is refused: name what refused them.
+        let mut refusing: Vec<&ClauseId> = serving
+            .iter()
+            .flat_map(|i| decision.clauses_for_host(i).iter())
+            .collect();
+        refusing.sort();
+        refusing.dedup();
+        let ids: Vec<ClauseId> = refusing.into_iter().cloned().collect();
+        return Err(ApiError::new(
+            Code::ContractRefused,
+            format!(
+                "No host may run this request under the contract (reading {}): {} request of tenant '{}' through '{}' for model '{}'{}.",
+                contracts.reading(),
+                classified.class,
+                ctx.tenant,
+                ctx.channel,
+                ctx.model,
+                clause_suffix(&ids)
+            ),
+        )
+        .with_clauses(join(&ids)));
+    }
+    prefer(
+        gw,
+        headers,
+        Placement {
+            class: classified.class,
+            allowed,
+            preferred: HostMask(decision.preferred_hosts.bits()),
+            decision: Some(decision),
+        },
+    )
+}
+
+fn clause_suffix(ids: &[ClauseId]) -> String {
+    if ids.is_empty() {
+        " (no clause permits it)".to_owned()
+    } else {
+        format!(" [clauses: {}]", join(ids))
+    }
+}
+
+/// A declared class is honoured only where the key allows it.
+fn declared_class(
+    key: &VerifiedKey,
+    headers: &HeaderMap,
+) -> Result<Option<WorkloadClass>, ApiError> {
+    let Some(v) = headers.get(DECLARED_CLASS_HEADER) else {
+        return Ok(None);
+    };
+    let name = v.to_str().unwrap_or("");
+    let class: WorkloadClass = name.parse().map_err(|()| {
+        ApiError::invalid(
+            format!("Unknown workload class '{name}' in {DECLARED_CLASS_HEADER}."),
+            None,
+        )
+    })?;
+    if !key.may_declare(class) {
+        return Err(ApiError::new(
+            Code::ClassDeclarationRefused,
+            format!("This API key may not declare the workload class '{class}'."),
+        ));
+    }
+    Ok(Some(class))
+}
+
+/// `x-treaty-prefer-host`: honoured when allowed (then only that host is
+/// tried), refused with the refusing clauses when not. Never a way around
+/// a clause.
+fn prefer<'g>(
+    gw: &'g Gateway,
+    headers: &HeaderMap,
+    mut p: Placement<'g>,
+) -> Result<Placement<'g>, ApiError> {
+    let Some(v) = headers.get(PREFER_HOST_HEADER) else {
+        return Ok(p);
+    };
+    let id = v.to_str().unwrap_or("");
+    let Some(index) = gw.config.hosts.iter().position(|h| h.id().as_str() == id) else {
+        return Err(ApiError::invalid(
+            format!("Unknown host '{id}' in {PREFER_HOST_HEADER}."),
+            None,
+        ));
+    };
+    if !p.allowed.contains(index) {
+        let clauses = p.clauses_for(index);
+        return Err(ApiError::new(
+            Code::ContractRefused,
+            format!(
+                "Host '{id}' may not run this {} request under the contract{}.",
+                p.class,
+                if clauses.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [clauses: {clauses}]")
+                }
+            ),
+        )
+        .with_clauses(clauses));
+    }
+    let mut only = HostMask::EMPTY;
+    only.insert(index);
+    p.allowed = only;
+    Ok(p)
+}
+
+/// A request described for `treaty contracts explain` and
+/// `POST /admin/explain`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    pub tenant: String,
+    pub channel: String,
+    pub product: String,
+    /// The route the request is made on, e.g. `/v1/chat/completions`.
+    pub route: String,
+    /// The request body (for `store`, `previous_response_id`, ...).
+    #[serde(default)]
+    pub body: serde_json::Value,
+    /// RFC 3339; default now.
+    #[serde(default)]
+    pub at: Option<String>,
+    #[serde(default)]
+    pub data_classification: Option<String>,
+    /// A class the client declares (as with `x-treaty-workload-class`).
+    #[serde(default)]
+    pub declared_class: Option<String>,
+    /// Explain a model step of an agent run.
+    #[serde(default)]
+    pub model_step: bool,
+}
+
+/// The explanation of one request, as JSON: `{"admitted", "admit_clauses",
+/// "workload_class", "classified_by", "hosts": [{"id", "allowed",
+/// "clauses"}], "runtime": {"allowed", "clauses"}}` with every configured
+/// host, in config order.
+pub fn explain(
+    config: &Config,
+    policy: &Policy,
+    req: &ExplainRequest,
+) -> Result<serde_json::Value, String> {
+    config.check_binding(&req.tenant, &req.channel, &req.product)?;
+    let product = config
+        .product(&req.product)
+        .ok_or_else(|| format!("unknown product {:?}", req.product))?;
+    let at_unix_ms = match &req.at {
+        None => treaty_keys::now_ms(),
+        Some(text) => {
+            let t =
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| format!("`at` must be an RFC 3339 time ({text:?}: {e})"))?;
+            (t.unix_timestamp_nanos() / 1_000_000) as i64
+        }
+    };
+    let declared = match &req.declared_class {
+        None => None,
+        Some(name) => Some(
+            name.parse::<WorkloadClass>()
+                .map_err(|()| format!("unknown workload class {name:?}"))?,
+        ),
+    };
+    let features = features_of(&req.route, &req.body);
+    let classified = policy.classifier.classify(&Input {
+        route: &req.route,
+        product: &req.product,
+        product_kind: product.kind,
+        features,
+        declared,
+        model_step: req.model_step,
+    });
+    let data_class = req
+        .data_classification
+        .clone()
+        .unwrap_or_else(|| policy.default_data_classification.clone());
+    if !policy.data_classifications.contains(&data_class) {
+        return Err(format!(
+            "unknown data classification {data_class:?}; expected one of: {}",
+            policy.data_classifications.join(", ")
+        ));
+    }
+    let (admitted, admit_clauses, hosts, runtime) = match &policy.contracts {
+        None => (
+            true,
+            serde_json::json!([]),
+            config
+                .hosts
+                .iter()
+                .map(|h| serde_json::json!({"id": h.id(), "allowed": true, "clauses": []}))
+                .collect::<Vec<_>>()
+                .into(),
+            serde_json::json!({"allowed": true, "clauses": []}),
+        ),
+        Some(contracts) => {
+            let tenant = req
+                .tenant
+                .parse()
+                .map_err(|e: treaty_domain::IdError| e.to_string())?;
+            let channel = req
+                .channel
+                .parse()
+                .map_err(|e: treaty_domain::IdError| e.to_string())?;
+            let product_id = req
+                .product
+                .parse()
+                .map_err(|e: treaty_domain::IdError| e.to_string())?;
+            let e = contracts.explain(&Query {
+                tenant: &tenant,
+                channel: &channel,
+                product: &product_id,
+                class: classified.class,
+                data_classification: &data_class,
+                at_unix_ms,
+            });
+            (
+                e.admitted,
+                serde_json::to_value(&e.admit_clauses).map_err(|e| e.to_string())?,
+                serde_json::to_value(&e.hosts).map_err(|e| e.to_string())?,
+                serde_json::to_value(&e.runtime).map_err(|e| e.to_string())?,
+            )
+        }
+    };
+    Ok(serde_json::json!({
+        "admitted": admitted,
+        "admit_clauses": admit_clauses,
+        "workload_class": classified.class,
+        "classified_by": classified.rule,
+        "hosts": hosts,
+        "runtime": runtime,
+    }))
+}
+
+/// Statefulness features of a body on a route: only the Responses API
+/// holds state through its body.
+pub fn features_of(route: &str, body: &serde_json::Value) -> Features {
+    if !route.starts_with("/v1/responses") {
+        return crate::routes::stateless();
+    }
+    Features {
+        store: body.get("store").and_then(serde_json::Value::as_bool),
+        previous_response_id: body
+            .get("previous_response_id")
+            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())),
+        conversation: body.get("conversation").is_some_and(|v| !v.is_null()),
+    }
+}
