@@ -5,6 +5,7 @@
 //! write to stdout. `anyhow` is used here and only here, at the edge.
 
 pub mod commands;
+mod example;
 mod output;
 mod state;
 

@@ -142,6 +142,12 @@ fn the_demo_runs_end_to_end() {
         text.contains("EMULATED"),
         "the demo says its upstreams are emulated"
     );
-    assert!(text.contains("Demo OK: 11 requests"), "{text}");
+    assert!(text.contains("Demo OK: 14 requests"), "{text}");
+    // Placements and refusals carry their clause ids.
+    assert!(text.contains("H0,C6"), "dod's placement names C6: {text}");
+    assert!(
+        text.contains("403") && text.contains("C4"),
+        "gcp-marketplace may not sell frontier: {text}"
+    );
     assert!(dir.path().join("treaty.db").exists());
 }

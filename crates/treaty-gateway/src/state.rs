@@ -114,7 +114,10 @@ impl Gateway {
         }
         let weak = Arc::downgrade(self);
         Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
+            // The first probe waits one interval: at start every circuit
+            // is closed and there is nothing to learn yet.
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;

@@ -8,7 +8,7 @@
 //! when every request got the answer it should. `--serve` keeps the
 //! gateway up for a person or an SDK instead.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use std::time::{Duration, Instant};
@@ -23,10 +23,6 @@ use treaty_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use treaty_keys::KeyRequest;
 
 use crate::output;
-
-/// The example ships inside the binary so the demo runs from any directory.
-const EXAMPLE_CONFIG: &str = include_str!("../../../../examples/frontier/treaty.toml");
-const EMULATOR_KEY: &str = include_str!("../../../../examples/frontier/secrets/emulator.key");
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -65,11 +61,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .tempdir()?
             .keep(),
     };
-    let config_path = write_example(&dir)?;
+    let config_path = crate::example::write(&dir).context("writing the example")?;
 
     let emulator = Emulator::start(
         EmulatorConfig {
-            api_key: Some(EMULATOR_KEY.trim().to_owned()),
+            api_key: Some(crate::example::emulator_key().to_owned()),
             ..EmulatorConfig::default()
         },
         "127.0.0.1:0".parse()?,
@@ -81,6 +77,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let db = format!("sqlite://{}", dir.join("treaty.db").display());
     let store = treaty_store::Store::open(&db).await?;
     let gateway = treaty_gateway::Gateway::build(config.clone(), store.clone(), &env)?;
+    let reading = gateway.policy.reading().unwrap_or("none").to_owned();
+    let _health = gateway.spawn_health_checks();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
@@ -107,6 +105,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     ));
     output::line(format!("  gateway:   {base}"));
     output::line(format!(
+        "  contracts: reading {reading} (examples/frontier/contracts)"
+    ));
+    output::line(format!(
         "  directory: {} (config, SQLite store)",
         dir.display()
     ));
@@ -125,7 +126,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         super::shutdown_signal().await;
         ExitCode::SUCCESS
     } else {
-        let ok = traffic(&base, &keys, &emulator).await?;
+        let ok = traffic(&base, &keys, &emulator, &reading).await?;
         if ok {
             ExitCode::SUCCESS
         } else {
@@ -137,15 +138,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     emulator.shutdown().await;
     store.close().await;
     Ok(code)
-}
-
-fn write_example(dir: &Path) -> anyhow::Result<PathBuf> {
-    let secrets = dir.join("secrets");
-    std::fs::create_dir_all(&secrets)?;
-    std::fs::write(secrets.join("emulator.key"), EMULATOR_KEY)?;
-    let path = dir.join("treaty.toml");
-    std::fs::write(&path, EXAMPLE_CONFIG)?;
-    Ok(path)
 }
 
 async fn mint_keys(config: &Config, store: &treaty_store::Store) -> anyhow::Result<Vec<DemoKey>> {
@@ -185,6 +177,8 @@ struct Scenario {
     product: &'static str,
     what: &'static str,
     kind: Kind,
+    /// `x-treaty-prefer-host`, when the client asks for one host.
+    prefer: Option<&'static str>,
     expect: u16,
 }
 
@@ -204,129 +198,195 @@ enum Kind {
     BadKey,
 }
 
-const SCENARIOS: &[Scenario] = &[
+const fn s(
+    tenant: &'static str,
+    channel: &'static str,
+    product: &'static str,
+    what: &'static str,
+    kind: Kind,
+    expect: u16,
+) -> Scenario {
     Scenario {
-        tenant: "acme",
-        channel: "direct",
-        product: "api",
-        what: "chat",
-        kind: Kind::Chat {
+        tenant,
+        channel,
+        product,
+        what,
+        kind,
+        prefer: None,
+        expect,
+    }
+}
+
+const SCENARIOS: &[Scenario] = &[
+    s(
+        "acme",
+        "direct",
+        "api",
+        "chat",
+        Kind::Chat {
             model: "gpt-4o",
             prompt: "Summarise the Q3 supplier contracts.",
         },
-        expect: 200,
-    },
-    Scenario {
-        tenant: "acme",
-        channel: "aws-marketplace",
-        product: "frontier",
-        what: "chat, streamed",
-        kind: Kind::Stream {
+        200,
+    ),
+    s(
+        "acme",
+        "aws-marketplace",
+        "frontier",
+        "chat, streamed",
+        Kind::Stream {
             model: "gpt-4o",
             prompt: "Draft a plan for the onboarding agent.",
         },
-        expect: 200,
-    },
-    Scenario {
-        tenant: "dod",
-        channel: "direct",
-        product: "api",
-        what: "chat",
-        kind: Kind::Chat {
+        200,
+    ),
+    s(
+        "dod",
+        "direct",
+        "api",
+        "chat",
+        Kind::Chat {
             model: "gpt-4o-mini",
             prompt: "Classify this logistics report.",
         },
-        expect: 200,
-    },
-    Scenario {
-        tenant: "eurobank",
-        channel: "azure-marketplace",
-        product: "api",
-        what: "embeddings",
-        kind: Kind::Embeddings {
-            input: "KYC policy, section 4",
-        },
-        expect: 200,
-    },
-    Scenario {
-        tenant: "acme",
-        channel: "gcp-marketplace",
-        product: "chat",
-        what: "chat, streamed",
-        kind: Kind::Stream {
-            model: "gpt-4o-mini",
-            prompt: "Write a haiku about contracts.",
-        },
-        expect: 200,
-    },
-    Scenario {
-        tenant: "eurobank",
-        channel: "direct",
-        product: "frontier",
-        what: "tool call round trip",
-        kind: Kind::ToolRoundTrip,
-        expect: 200,
-    },
-    Scenario {
-        tenant: "dod",
-        channel: "aws-marketplace",
-        product: "api",
-        what: "embeddings",
-        kind: Kind::Embeddings {
+        200,
+    ),
+    s(
+        "dod",
+        "aws-marketplace",
+        "api",
+        "embeddings",
+        Kind::Embeddings {
             input: "mission briefing",
         },
-        expect: 200,
-    },
-    Scenario {
-        tenant: "eurobank",
-        channel: "gcp-marketplace",
-        product: "api",
-        what: "chat, streamed",
-        kind: Kind::Stream {
+        200,
+    ),
+    s(
+        "eurobank",
+        "azure-marketplace",
+        "api",
+        "embeddings",
+        Kind::Embeddings {
+            input: "KYC policy, section 4",
+        },
+        200,
+    ),
+    s(
+        "eurobank",
+        "direct",
+        "frontier",
+        "tool call round trip",
+        Kind::ToolRoundTrip,
+        200,
+    ),
+    s(
+        "eurobank",
+        "gcp-marketplace",
+        "api",
+        "chat, streamed",
+        Kind::Stream {
             model: "gpt-4o",
             prompt: "Explain IFRS 9 in two lines.",
         },
-        expect: 200,
+        200,
+    ),
+    s(
+        "acme",
+        "gcp-marketplace",
+        "chat",
+        "chat, streamed",
+        Kind::Stream {
+            model: "gpt-4o-mini",
+            prompt: "Write a haiku about contracts.",
+        },
+        200,
+    ),
+    s(
+        "acme",
+        "gcp-marketplace",
+        "frontier",
+        "chat",
+        Kind::Chat {
+            model: "gpt-4o",
+            prompt: "Sold through the wrong marketplace.",
+        },
+        403,
+    ),
+    Scenario {
+        prefer: Some("bedrock-useast1"),
+        ..s(
+            "acme",
+            "direct",
+            "api",
+            "chat on bedrock",
+            Kind::Chat {
+                model: "gpt-4o",
+                prompt: "Run this on AWS, please.",
+            },
+            403,
+        )
     },
     Scenario {
-        tenant: "acme",
-        channel: "direct",
-        product: "api",
-        what: "unknown model",
-        kind: Kind::Chat {
+        prefer: Some("azure-westeurope"),
+        ..s(
+            "eurobank",
+            "direct",
+            "api",
+            "chat on westeurope",
+            Kind::Chat {
+                model: "gpt-4o",
+                prompt: "Keep it in the EU.",
+            },
+            200,
+        )
+    },
+    s(
+        "acme",
+        "direct",
+        "api",
+        "unknown model",
+        Kind::Chat {
             model: "gpt-9-ultra",
             prompt: "hello",
         },
-        expect: 404,
-    },
-    Scenario {
-        tenant: "acme",
-        channel: "direct",
-        product: "chat",
-        what: "model outside the product",
-        kind: Kind::Embeddings {
+        404,
+    ),
+    s(
+        "acme",
+        "direct",
+        "chat",
+        "model outside the product",
+        Kind::Embeddings {
             input: "not for chat keys",
         },
-        expect: 404,
-    },
-    Scenario {
-        tenant: "acme",
-        channel: "direct",
-        product: "api",
-        what: "bad key",
-        kind: Kind::BadKey,
-        expect: 401,
-    },
+        404,
+    ),
+    s("acme", "direct", "api", "bad key", Kind::BadKey, 401),
 ];
 
 struct Result_ {
     status: u16,
     host: String,
+    class: String,
+    clauses: String,
     detail: String,
     ms: f64,
 }
 
-async fn traffic(base: &str, keys: &[DemoKey], emulator: &EmulatorHandle) -> anyhow::Result<bool> {
+fn header(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned()
+}
+
+async fn traffic(
+    base: &str,
+    keys: &[DemoKey],
+    emulator: &EmulatorHandle,
+    reading: &str,
+) -> anyhow::Result<bool> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -349,6 +409,8 @@ async fn traffic(base: &str, keys: &[DemoKey], emulator: &EmulatorHandle) -> any
             s.what.to_owned(),
             format!("{}{}", r.status, if ok { "" } else { " (UNEXPECTED)" }),
             r.host,
+            r.class,
+            r.clauses,
             format!("{:.1}", r.ms),
             r.detail,
         ]);
@@ -356,7 +418,8 @@ async fn traffic(base: &str, keys: &[DemoKey], emulator: &EmulatorHandle) -> any
     output::line("");
     output::line(output::table(
         &[
-            "#", "TENANT", "CHANNEL", "PRODUCT", "REQUEST", "STATUS", "HOST", "MS", "DETAIL",
+            "#", "TENANT", "CHANNEL", "PRODUCT", "REQUEST", "STATUS", "HOST", "CLASS", "CLAUSES",
+            "MS", "DETAIL",
         ],
         &rows,
     ));
@@ -376,10 +439,10 @@ async fn traffic(base: &str, keys: &[DemoKey], emulator: &EmulatorHandle) -> any
         "Upstream requests per emulated host: {}",
         seen.join(", ")
     ));
-    output::line(
-        "Placement here is plain weighted routing among the hosts serving each model; \
-         contracts, classification and the ledger arrive with the next issues.",
-    );
+    output::line(format!(
+        "Placement: contract reading {reading}; CLAUSES are the clauses that allowed the host \
+         (or refused the request). `treaty contracts explain` shows every host's verdict."
+    ));
     if all_ok {
         output::line(format!(
             "Demo OK: {} requests, every one answered as expected.",
@@ -429,20 +492,18 @@ async fn send(
     } else {
         key
     };
-    let res = http
+    let mut req = http
         .post(format!("{base}{path}"))
         .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&body)?)
-        .send()
-        .await?;
+        .header("content-type", "application/json");
+    if let Some(host) = s.prefer {
+        req = req.header("x-treaty-prefer-host", host);
+    }
+    let res = req.body(serde_json::to_vec(&body)?).send().await?;
     let status = res.status().as_u16();
-    let host = res
-        .headers()
-        .get("x-treaty-host")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
+    let host = header(&res, "x-treaty-host");
+    let class = header(&res, "x-treaty-class");
+    let clauses = header(&res, "x-treaty-clauses");
     let detail = if stream && status == 200 {
         let mut chunks = 0;
         let mut first = None;
@@ -474,13 +535,19 @@ async fn send(
                 .as_str()
                 .unwrap_or("")
                 .chars()
-                .take(60)
+                .take(90)
                 .collect()
         }
+    };
+    let detail = match s.prefer {
+        Some(h) => format!("asked for {h}: {detail}"),
+        None => detail,
     };
     Ok(Result_ {
         status,
         host,
+        class,
+        clauses,
         detail,
         ms: started.elapsed().as_secs_f64() * 1000.0,
     })
@@ -530,12 +597,9 @@ async fn tool_round_trip(http: &reqwest::Client, base: &str, key: &str) -> anyho
         .send()
         .await?;
     let status = res.status().as_u16();
-    let host = res
-        .headers()
-        .get("x-treaty-host")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
+    let host = header(&res, "x-treaty-host");
+    let class = header(&res, "x-treaty-class");
+    let clauses = header(&res, "x-treaty-clauses");
     let second: Value = serde_json::from_slice(&res.bytes().await?)?;
     Ok(Result_ {
         status,
@@ -545,6 +609,8 @@ async fn tool_round_trip(http: &reqwest::Client, base: &str, key: &str) -> anyho
             call["function"]["name"].as_str().unwrap_or("?"),
             summarise(&second)
         ),
+        class,
+        clauses,
         ms: started.elapsed().as_secs_f64() * 1000.0,
     })
 }
