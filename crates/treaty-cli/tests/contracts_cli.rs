@@ -13,22 +13,8 @@ use support::treaty;
 /// The example with its contracts, in a scratch directory.
 fn example_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/frontier");
-    copy(&src, dir.path());
+    support::write_example(dir.path());
     dir
-}
-
-fn copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let target = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy(&p, &target);
-        } else if p.extension().is_none_or(|x| x != "db") {
-            std::fs::copy(&p, &target).unwrap();
-        }
-    }
 }
 
 fn out(o: &std::process::Output) -> String {

@@ -13,15 +13,29 @@ pub fn example_config() -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-/// Copies the example into `dir` with a zero key-cache TTL, so a CLI
-/// revocation is seen by the next request.
+/// Copies the example (config, secrets, contracts) into `dir` with a zero
+/// key-cache TTL, so a CLI revocation is seen by the next request.
 pub fn write_example(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/frontier");
+    copy_dir(&src, dir);
     let text = example_config().replace("key_cache_ttl = \"5s\"", "key_cache_ttl = \"0s\"");
-    std::fs::create_dir_all(dir.join("secrets")).unwrap();
-    std::fs::write(dir.join("secrets/emulator.key"), "treaty-emulator-key\n").unwrap();
     let path = dir.join("treaty.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Copies a directory tree, leaving out SQLite files a local run left.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &target);
+        } else if !p.to_string_lossy().contains(".db") {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
 }
 
 pub fn treaty(args: &[&str]) -> Output {

@@ -43,8 +43,23 @@ pub struct Config {
     pub contracts: Option<ContractsConfig>,
     pub classification: ClassificationConfig,
     pub routing: RoutingConfig,
+    pub ledger: LedgerConfig,
     /// Committed spend per cloud, for preference clauses such as P1.
     pub commitments: Vec<CommitmentConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// `true` (strict, the default): a request's decision record is
+    /// durable before any upstream call. `false` (batched): durable before
+    /// the response completes.
+    pub strict: bool,
+    /// Most records committed in one transaction.
+    pub max_batch: usize,
+    /// Sign a checkpoint every this many records...
+    pub checkpoint_every: u64,
+    /// ...or this often, whichever comes first.
+    pub checkpoint_interval: Duration,
 }
 
 #[derive(Debug, Clone)]

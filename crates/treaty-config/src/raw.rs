@@ -24,6 +24,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub routing: RawRouting,
     #[serde(default)]
+    pub ledger: RawLedger,
+    #[serde(default)]
     pub commitments: Vec<RawCommitment>,
     #[serde(default)]
     pub classification: RawClassification,
@@ -36,6 +38,15 @@ pub(crate) struct RawContracts {
     pub reading: String,
     pub data_classifications: Option<Vec<String>>,
     pub default_data_classification: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLedger {
+    pub durability: Option<String>,
+    pub max_batch: Option<usize>,
+    pub checkpoint_every: Option<u64>,
+    pub checkpoint_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -247,6 +247,45 @@ pub(crate) fn validate(
             false,
         )?,
     };
+    let l = &raw.ledger;
+    let strict = match l.durability.as_deref().unwrap_or("strict") {
+        "strict" => true,
+        "batched" => false,
+        other => {
+            return Err(ConfigError::invalid(
+                "ledger.durability",
+                format!("unknown durability {other:?} (expected strict or batched)"),
+                r#"durability = "strict""#,
+            ));
+        }
+    };
+    let max_batch = l.max_batch.unwrap_or(512);
+    if !(1..=100_000).contains(&max_batch) {
+        return Err(ConfigError::invalid(
+            "ledger.max_batch",
+            "must be between 1 and 100000",
+            "max_batch = 512",
+        ));
+    }
+    let checkpoint_every = l.checkpoint_every.unwrap_or(1000);
+    if checkpoint_every == 0 {
+        return Err(ConfigError::invalid(
+            "ledger.checkpoint_every",
+            "must be at least 1",
+            "checkpoint_every = 1000",
+        ));
+    }
+    let ledger = crate::LedgerConfig {
+        strict,
+        max_batch,
+        checkpoint_every,
+        checkpoint_interval: duration(
+            "ledger.checkpoint_interval",
+            l.checkpoint_interval.as_deref(),
+            Duration::from_secs(10),
+            false,
+        )?,
+    };
     let mut commitments = Vec::new();
     for (i, c) in raw.commitments.iter().enumerate() {
         if !(c.amount.is_finite() && c.amount >= 0.0) {
@@ -266,6 +305,7 @@ pub(crate) fn validate(
     Ok(Config {
         base_dir: base_dir.to_path_buf(),
         routing,
+        ledger,
         commitments,
         contracts,
         classification,

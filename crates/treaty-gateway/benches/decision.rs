@@ -41,7 +41,10 @@ fn bench(c: &mut Criterion) {
                 route: "/v1/chat/completions",
                 product: "frontier",
                 product_kind: kind,
-                features: Features { store: Some(false), ..Features::default() },
+                features: Features {
+                    store: Some(false),
+                    ..Features::default()
+                },
                 declared: None,
                 model_step: false,
             });

@@ -31,6 +31,7 @@ pub enum Code {
     ClassDeclarationRefused,
     AllowedHostsUnavailable,
     StoreUnavailable,
+    LedgerUnavailable,
     Internal,
 }
 
@@ -85,12 +86,20 @@ impl Code {
                 "allowed_hosts_unavailable",
             ),
             Code::StoreUnavailable => (S::SERVICE_UNAVAILABLE, "server_error", "store_unavailable"),
+            Code::LedgerUnavailable => {
+                (S::SERVICE_UNAVAILABLE, "server_error", "ledger_unavailable")
+            }
             Code::Internal => (S::INTERNAL_SERVER_ERROR, "server_error", "internal_error"),
         }
     }
 
     pub fn status(self) -> StatusCode {
         self.table().0
+    }
+
+    /// The OpenAI-style `code` string.
+    pub fn as_str(self) -> &'static str {
+        self.table().2
     }
 }
 

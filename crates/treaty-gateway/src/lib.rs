@@ -15,6 +15,7 @@ mod auth;
 mod body;
 pub mod error;
 pub mod outcome;
+mod pipeline;
 pub mod policy;
 pub(crate) mod routes;
 mod sse;

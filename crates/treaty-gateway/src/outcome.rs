@@ -1,15 +1,19 @@
-//! What happened to a request, reported once when it ends.
+//! What happened to a request, recorded once when it ends.
 //!
-//! This is the seam the ledger takes over: today an outcome is emitted as
-//! a structured `tracing` event at debug level (target `treaty::outcome`);
-//! the ledger issue makes it a durable, hash-chained record. Outcomes
-//! never hold prompts, completions or secrets.
+//! Every outcome is appended to the ledger (after its decision record)
+//! and emitted as a `tracing` event at debug level (target
+//! `treaty::outcome`). The outcome record is not awaited: the durability
+//! promise covers the decision, the outcome follows. Outcomes never hold
+//! prompts, completions or secrets.
 
 use std::time::Duration;
 
 use treaty_domain::{HostId, RequestContext};
+use treaty_ledger::{AttemptRecord, Entry, OutcomeRecord};
 use treaty_openai::Usage;
 
+use crate::error::ApiError;
+use crate::state::Gateway;
 use crate::upstream::Attempt;
 
 #[derive(Debug, Clone)]
@@ -34,12 +38,26 @@ impl Outcome {
             cost: None,
             latency,
             client_cancelled: false,
-            error: Some(failed.error.message.clone()),
+            error: Some(failed.error.code.as_str().to_owned()),
+        }
+    }
+
+    /// Refused by the contracts before any host.
+    pub(crate) fn refused(error: &ApiError, latency: Duration) -> Outcome {
+        Outcome {
+            status: error.status().as_u16(),
+            served_by: None,
+            attempts: Vec::new(),
+            usage: None,
+            cost: None,
+            latency,
+            client_cancelled: false,
+            error: Some(error.code.as_str().to_owned()),
         }
     }
 }
 
-pub(crate) fn record(ctx: &RequestContext, outcome: &Outcome) {
+pub(crate) fn record(gw: &Gateway, ctx: &RequestContext, outcome: &Outcome) {
     tracing::debug!(
         target: "treaty::outcome",
         request_id = %ctx.request_id,
@@ -62,4 +80,29 @@ pub(crate) fn record(ctx: &RequestContext, outcome: &Outcome) {
         error = outcome.error.as_deref(),
         "request finished"
     );
+    let usage = outcome.usage.unwrap_or_default();
+    let entry = Entry::Outcome(OutcomeRecord {
+        request_id: ctx.request_id.clone(),
+        at_ms: treaty_keys::now_ms(),
+        served_by: outcome.served_by.as_ref().map(|h| h.to_string()),
+        attempts: outcome
+            .attempts
+            .iter()
+            .map(|a| AttemptRecord {
+                host: a.host.to_string(),
+                error: a.error.clone(),
+                latency_us: a.latency.as_micros() as u64,
+            })
+            .collect(),
+        status: outcome.status,
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        cost_micros: outcome.cost.map(|c| (c * 1e6).round() as i64).unwrap_or(0),
+        latency_us: outcome.latency.as_micros() as u64,
+        client_cancelled: outcome.client_cancelled,
+        error: outcome.error.clone(),
+    });
+    // Not awaited: the outcome follows the decision; a failed commit is
+    // logged by the ledger's writer.
+    drop(gw.ledger.append(entry));
 }

@@ -138,13 +138,20 @@ pub fn load_rules(file: &Path) -> Result<Classifier, PolicyError> {
     })
 }
 
-/// What the decision step hands on.
+/// What the decision step hands on: the decision, and the refusal when
+/// the contracts refused the request (recorded, then returned).
 pub(crate) struct Placement<'g> {
     pub class: WorkloadClass,
     pub decision: Option<Decision<'g>>,
-    /// Hosts the contracts allow (all hosts without contracts).
+    /// Hosts the contracts allow (all hosts without contracts), narrowed
+    /// to one by an allowed `x-treaty-prefer-host`.
     pub allowed: HostMask,
     pub preferred: HostMask,
+    pub data_classification: &'g str,
+    pub declared: Option<WorkloadClass>,
+    pub features: Features,
+    /// Set when the contracts refuse the request: a 403 naming clauses.
+    pub refusal: Option<ApiError>,
 }
 
 impl Placement<'_> {
@@ -168,7 +175,10 @@ pub(crate) fn join(ids: &[ClauseId]) -> String {
     out
 }
 
-/// Classifies and decides one request; sets `ctx.workload_class`.
+/// Classifies and decides one request; sets `ctx.workload_class` and
+/// `ctx.classified_by`. `Err` is for bad request headers (no decision was
+/// made); a contract refusal is a decision, returned in
+/// [`Placement::refusal`].
 pub(crate) fn place<'g>(
     gw: &'g Gateway,
     key: &VerifiedKey,
@@ -180,7 +190,7 @@ pub(crate) fn place<'g>(
 ) -> Result<Placement<'g>, ApiError> {
     let policy = &gw.policy;
     let declared = declared_class(key, headers)?;
-    let data_class = match headers.get(DATA_CLASSIFICATION_HEADER) {
+    let data_class: &'g str = match headers.get(DATA_CLASSIFICATION_HEADER) {
         None => policy.default_data_classification.as_str(),
         Some(v) => {
             let v = v.to_str().unwrap_or("");
@@ -231,6 +241,10 @@ pub(crate) fn place<'g>(
                 decision: None,
                 allowed: HostMask::all(gw.config.hosts.len()),
                 preferred: HostMask::EMPTY,
+                data_classification: data_class,
+                declared,
+                features,
+                refusal: None,
             },
         );
     };
@@ -242,8 +256,19 @@ pub(crate) fn place<'g>(
         data_classification: data_class,
         at_unix_ms: treaty_keys::now_ms(),
     });
+    let mut placement = Placement {
+        class: classified.class,
+        allowed: HostMask(decision.allowed_hosts.bits()),
+        preferred: HostMask(decision.preferred_hosts.bits()),
+        decision: Some(decision),
+        data_classification: data_class,
+        declared,
+        features,
+        refusal: None,
+    };
     if !decision.admitted {
-        return Err(ApiError::new(
+        placement.allowed = HostMask::EMPTY;
+        placement.refusal = Some(ApiError::new(
             Code::ContractRefused,
             format!(
                 "Refused by contract (reading {}): channel '{}' may not sell product '{}' to tenant '{}'{}.",
@@ -255,9 +280,9 @@ pub(crate) fn place<'g>(
             ),
         )
         .with_clauses(join(decision.admit_clauses)));
+        return Ok(placement);
     }
-    let allowed = HostMask(decision.allowed_hosts.bits());
-    if allowed.intersect(serving).is_empty() {
+    if placement.allowed.intersect(serving).is_empty() {
         // Every host serving the model is refused: name what refused them.
         let mut refusing: Vec<&ClauseId> = serving
             .iter()
@@ -266,7 +291,7 @@ pub(crate) fn place<'g>(
         refusing.sort();
         refusing.dedup();
         let ids: Vec<ClauseId> = refusing.into_iter().cloned().collect();
-        return Err(ApiError::new(
+        placement.refusal = Some(ApiError::new(
             Code::ContractRefused,
             format!(
                 "No host may run this request under the contract (reading {}): {} request of tenant '{}' through '{}' for model '{}'{}.",
@@ -279,17 +304,9 @@ pub(crate) fn place<'g>(
             ),
         )
         .with_clauses(join(&ids)));
+        return Ok(placement);
     }
-    prefer(
-        gw,
-        headers,
-        Placement {
-            class: classified.class,
-            allowed,
-            preferred: HostMask(decision.preferred_hosts.bits()),
-            decision: Some(decision),
-        },
-    )
+    prefer(gw, headers, placement)
 }
 
 fn clause_suffix(ids: &[ClauseId]) -> String {
@@ -344,19 +361,23 @@ fn prefer<'g>(
     };
     if !p.allowed.contains(index) {
         let clauses = p.clauses_for(index);
-        return Err(ApiError::new(
-            Code::ContractRefused,
-            format!(
-                "Host '{id}' may not run this {} request under the contract{}.",
-                p.class,
-                if clauses.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [clauses: {clauses}]")
-                }
-            ),
-        )
-        .with_clauses(clauses));
+        p.allowed = HostMask::EMPTY;
+        p.refusal = Some(
+            ApiError::new(
+                Code::ContractRefused,
+                format!(
+                    "Host '{id}' may not run this {} request under the contract{}.",
+                    p.class,
+                    if clauses.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [clauses: {clauses}]")
+                    }
+                ),
+            )
+            .with_clauses(clauses),
+        );
+        return Ok(p);
     }
     let mut only = HostMask::EMPTY;
     only.insert(index);

@@ -8,6 +8,7 @@
 //! went away), the upstream stream is dropped with it, which cancels the
 //! upstream request, and the outcome says so.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -35,6 +36,9 @@ pub(crate) struct SseBody {
     host: treaty_domain::HostId,
     /// The public model name every chunk is rewritten to carry.
     model: String,
+    /// Batched durability: the decision record's commit, awaited before
+    /// `[DONE]`.
+    gate: Option<treaty_ledger::Appended>,
 }
 
 impl SseBody {
@@ -43,6 +47,7 @@ impl SseBody {
         inner: ChunkStream,
         host: treaty_domain::HostId,
         model: String,
+        gate: Option<treaty_ledger::Appended>,
         on_end: impl FnOnce(StreamSummary) + Send + 'static,
     ) -> Self {
         SseBody {
@@ -53,6 +58,7 @@ impl SseBody {
             on_end: Some(Box::new(on_end)),
             host,
             model,
+            gate,
         }
     }
 
@@ -133,6 +139,20 @@ impl Stream for SseBody {
                     return Poll::Ready(Some(Ok(this.on_error(&err))));
                 }
                 Poll::Ready(None) => {
+                    if let Some(gate) = this.gate.as_mut() {
+                        match std::pin::Pin::new(gate).poll(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Ok(_)) => this.gate = None,
+                            Poll::Ready(Err(e)) => {
+                                this.gate = None;
+                                let api = crate::pipeline::ledger_unavailable(e);
+                                this.summary.error = Some(api.message.clone());
+                                let json = serde_json::to_vec(&api.body()).unwrap_or_default();
+                                this.finish();
+                                return Poll::Ready(Some(Ok(Self::frame(&json))));
+                            }
+                        }
+                    }
                     this.summary.completed = true;
                     this.finish();
                     return Poll::Ready(Some(Ok(Bytes::from_static(b"data: [DONE]\n\n"))));

@@ -18,6 +18,7 @@ pub struct Gateway {
     pub(crate) keys: KeyChecker,
     pub(crate) router: Router,
     pub policy: Policy,
+    pub ledger: treaty_ledger::Ledger,
     /// One provider per configured host, in the same order as
     /// `config.hosts` (and so as router indices).
     pub(crate) providers: Vec<Arc<dyn Provider>>,
@@ -40,6 +41,8 @@ pub enum BuildError {
     Http(#[source] treaty_providers::ProviderError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error("cannot open the ledger: {0}")]
+    Ledger(#[from] treaty_ledger::LedgerError),
     #[error("cannot set up host {host}: {source}")]
     Provider {
         host: String,
@@ -49,8 +52,38 @@ pub enum BuildError {
 }
 
 impl Gateway {
-    /// Builds the gateway. `env` supplies the admin token.
-    pub fn build(config: Config, store: Store, env: &dyn Env) -> Result<Arc<Gateway>, BuildError> {
+    /// Opens the ledger on `store` with the config's settings, then builds
+    /// the gateway. `env` supplies the admin token.
+    pub async fn open(
+        config: Config,
+        store: Store,
+        env: &dyn Env,
+    ) -> Result<Arc<Gateway>, BuildError> {
+        let l = &config.ledger;
+        let ledger = treaty_ledger::Ledger::open(
+            store.clone(),
+            treaty_ledger::LedgerSettings {
+                durability: if l.strict {
+                    treaty_ledger::Durability::Strict
+                } else {
+                    treaty_ledger::Durability::Batched
+                },
+                max_batch: l.max_batch,
+                checkpoint_every: l.checkpoint_every,
+                checkpoint_interval: l.checkpoint_interval,
+            },
+        )
+        .await?;
+        Gateway::build(config, store, ledger, env)
+    }
+
+    /// Builds the gateway around an open ledger.
+    pub fn build(
+        config: Config,
+        store: Store,
+        ledger: treaty_ledger::Ledger,
+        env: &dyn Env,
+    ) -> Result<Arc<Gateway>, BuildError> {
         let config = Arc::new(config);
         let http = treaty_providers::http_client(&config.upstream).map_err(BuildError::Http)?;
         let providers = config
@@ -97,6 +130,7 @@ impl Gateway {
             keys,
             router,
             policy,
+            ledger,
             providers,
             admin_token_hash,
         }))

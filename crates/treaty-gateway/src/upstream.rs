@@ -26,6 +26,7 @@ pub struct Attempt {
     pub host: HostId,
     /// Why it failed; `None` for the attempt that served.
     pub error: Option<String>,
+    pub latency: Duration,
 }
 
 /// A successful exchange and how it was reached.
@@ -92,6 +93,7 @@ where
                 attempts.push(Attempt {
                     host: host.id.clone(),
                     error: None,
+                    latency,
                 });
                 return Ok(Served {
                     value,
@@ -116,6 +118,7 @@ where
                 attempts.push(Attempt {
                     host: host.id.clone(),
                     error: Some(err.to_string()),
+                    latency,
                 });
                 if !retry {
                     return Err(Failed {

@@ -110,7 +110,7 @@ pub async fn harness_with(extra_server: &str) -> Harness {
             .unwrap();
     let key = mint(&store, "api").await;
     let chat_key = mint(&store, "chat").await;
-    let gateway = Gateway::build(config, store, &env).unwrap();
+    let gateway = Gateway::open(config, store, &env).await.unwrap();
     Harness {
         app: treaty_gateway::app(gateway.clone()),
         gateway,

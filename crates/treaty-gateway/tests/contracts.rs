@@ -81,7 +81,7 @@ async fn frontier(reading: &str, tweak: impl Fn(&mut Config)) -> Frontier {
     )
     .await
     .unwrap();
-    let gateway = Gateway::build(config, store, &env).unwrap();
+    let gateway = Gateway::open(config, store, &env).await.unwrap();
     Frontier {
         app: treaty_gateway::app(gateway.clone()),
         gateway,

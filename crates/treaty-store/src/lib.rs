@@ -9,6 +9,7 @@
 //! own caches and come here on a miss.
 
 mod keys;
+mod ledger;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_pg;
 
@@ -16,6 +17,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use keys::{KeyRow, NewKey};
+pub use ledger::{CheckpointRow, LedgerConnection, LedgerHead, LedgerRow, LedgerTx, SigningKeyRow};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 

@@ -76,8 +76,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config_path, &env)?;
     let db = format!("sqlite://{}", dir.join("treaty.db").display());
     let store = treaty_store::Store::open(&db).await?;
-    let gateway = treaty_gateway::Gateway::build(config.clone(), store.clone(), &env)?;
+    let gateway = treaty_gateway::Gateway::open(config.clone(), store.clone(), &env).await?;
     let reading = gateway.policy.reading().unwrap_or("none").to_owned();
+    let ledger = gateway.ledger.clone();
     let _health = gateway.spawn_health_checks();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
@@ -135,6 +136,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let _ = stop_tx.send(());
     let _ = server.await;
+    ledger.shutdown().await?;
     emulator.shutdown().await;
     store.close().await;
     Ok(code)

@@ -66,7 +66,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = treaty_store::Store::open(&url)
         .await
         .with_context(|| format!("opening the store at {}", redact_url(&url)))?;
-    let gateway = treaty_gateway::Gateway::build(config, store, &ProcessEnv)?;
+    let gateway = treaty_gateway::Gateway::open(config, store, &ProcessEnv).await?;
     if let Some(reading) = gateway.policy.reading() {
         tracing::info!(reading, "contracts in force");
     }
@@ -77,11 +77,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %redact_url(&url), "treaty gateway listening");
     output::line(format!("listening on http://{addr}"));
+    let ledger = gateway.ledger.clone();
     treaty_gateway::serve(
         listener,
         treaty_gateway::app(gateway),
         super::shutdown_signal(),
     )
     .await?;
+    // In-flight requests are done: commit what the ledger still holds.
+    ledger.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -13,12 +13,12 @@ use treaty_domain::Route;
 use treaty_openai::ChatCompletionRequest;
 use treaty_providers::{ChatReply, ChunkStream, StreamEvent, UpstreamError};
 
-use super::{Shared, context, placed_headers, stateless};
+use super::{Shared, placed_headers, stateless};
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::outcome::{Outcome, record};
-use crate::policy::place;
+use crate::pipeline::{Prepared, pass_gate, prepare};
 use crate::sse::SseBody;
 use crate::upstream::dispatch;
 
@@ -46,19 +46,21 @@ pub(crate) async fn chat_completions(
     let req: ChatCompletionRequest = crate::body::parse(body, gw.config.server.max_body_bytes)?;
     req.validate()
         .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
-    let mut ctx = context(&gw, &key, &request_id, Route::ChatCompletions, &req.model)?;
-    let placement = place(
+    let Prepared {
+        ctx,
+        placement,
+        plan,
+        gate,
+    } = prepare(
         &gw,
         &key,
-        &mut ctx,
+        &request_id,
         &headers,
-        Route::ChatCompletions.path(),
+        Route::ChatCompletions,
+        &req.model,
         stateless(),
-        false,
-    )?;
-    let plan = gw
-        .router
-        .plan(&req.model, placement.allowed, placement.preferred);
+    )
+    .await?;
 
     let req = &req;
     let result = dispatch(&gw, &ctx, &plan, |provider, host, call| async move {
@@ -88,7 +90,7 @@ pub(crate) async fn chat_completions(
     let served = match result {
         Ok(served) => served,
         Err(failed) => {
-            record(&ctx, &Outcome::failed(&failed, started.elapsed()));
+            record(&gw, &ctx, &Outcome::failed(&failed, started.elapsed()));
             return Err(failed.error);
         }
     };
@@ -100,7 +102,9 @@ pub(crate) async fn chat_completions(
             if let Some(c) = cost {
                 gw.router.spend(served.host_index, c);
             }
+            pass_gate(gate).await?;
             record(
+                &gw,
                 &ctx,
                 &Outcome {
                     status: 200,
@@ -133,6 +137,7 @@ pub(crate) async fn chat_completions(
                     gw_end.router.spend(index, c);
                 }
                 record(
+                    &gw_end,
                     &ctx,
                     &Outcome {
                         status: 200,
@@ -151,6 +156,7 @@ pub(crate) async fn chat_completions(
                 rest,
                 served.host.id.clone(),
                 req.model.clone(),
+                gate,
                 on_end,
             );
             let mut res = Response::new(Body::from_stream(body));

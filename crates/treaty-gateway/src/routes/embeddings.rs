@@ -13,12 +13,12 @@ use treaty_openai::EmbeddingsRequest;
 use treaty_providers::UpstreamError;
 
 use super::chat::cost;
-use super::{Shared, context, placed_headers, stateless};
+use super::{Shared, placed_headers, stateless};
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::outcome::{Outcome, record};
-use crate::policy::place;
+use crate::pipeline::{Prepared, pass_gate, prepare};
 use crate::upstream::dispatch;
 
 pub(crate) async fn embeddings(
@@ -32,19 +32,21 @@ pub(crate) async fn embeddings(
     let req: EmbeddingsRequest = crate::body::parse(body, gw.config.server.max_body_bytes)?;
     req.validate()
         .map_err(|(message, param)| ApiError::invalid(message, Some(param.to_owned())))?;
-    let mut ctx = context(&gw, &key, &request_id, Route::Embeddings, &req.model)?;
-    let placement = place(
+    let Prepared {
+        ctx,
+        placement,
+        plan,
+        gate,
+    } = prepare(
         &gw,
         &key,
-        &mut ctx,
+        &request_id,
         &headers,
-        Route::Embeddings.path(),
+        Route::Embeddings,
+        &req.model,
         stateless(),
-        false,
-    )?;
-    let plan = gw
-        .router
-        .plan(&req.model, placement.allowed, placement.preferred);
+    )
+    .await?;
 
     let req = &req;
     let result = dispatch(&gw, &ctx, &plan, |provider, host, call| async move {
@@ -62,7 +64,9 @@ pub(crate) async fn embeddings(
             if let Some(c) = cost {
                 gw.router.spend(served.host_index, c);
             }
+            pass_gate(gate).await?;
             record(
+                &gw,
                 &ctx,
                 &Outcome {
                     status: 200,
@@ -88,7 +92,7 @@ pub(crate) async fn embeddings(
             Ok(res)
         }
         Err(failed) => {
-            record(&ctx, &Outcome::failed(&failed, started.elapsed()));
+            record(&gw, &ctx, &Outcome::failed(&failed, started.elapsed()));
             Err(failed.error)
         }
     }

@@ -1,0 +1,175 @@
+//! From an authenticated key to a plan, with the evidence written first.
+//!
+//! [`prepare`] is the part every model route shares: build the request
+//! context (model access), classify and decide ([`crate::policy`]), rank
+//! the allowed hosts ([`treaty_router`]), and append the decision record
+//! to the ledger. Its durability is the ledger's promise:
+//!
+//! * strict (default): the decision record is committed before this
+//!   returns, so before any upstream call; if it cannot be committed the
+//!   request fails closed (503) and no host is contacted;
+//! * batched: the commit is handed back as a [`Gate`] that the handler
+//!   awaits before the response completes (for streams, before `[DONE]`).
+//!
+//! A contract refusal is a decision too: it is recorded (durably, in
+//! strict mode) before the 403 leaves. This is the one place on the hot
+//! path that waits on disk, and only for the group commit's batch.
+
+use axum::http::HeaderMap;
+use treaty_classify::Features;
+use treaty_domain::{RequestContext, Route};
+use treaty_keys::VerifiedKey;
+use treaty_ledger::{Appended, DecisionRecord, Durability, Entry, HostVerdict, RequestFeatures};
+use treaty_router::{HostMask, Plan};
+
+use crate::RequestId;
+use crate::error::{ApiError, Code};
+use crate::outcome::{Outcome, record};
+use crate::policy::{Placement, place};
+use crate::routes::context;
+use crate::state::Gateway;
+
+/// A decision record's commit, still to be awaited (batched mode).
+pub(crate) type Gate = Option<Appended>;
+
+pub(crate) struct Prepared<'g> {
+    pub ctx: RequestContext,
+    pub placement: Placement<'g>,
+    pub plan: Plan,
+    pub gate: Gate,
+}
+
+pub(crate) fn ledger_unavailable(e: treaty_ledger::LedgerError) -> ApiError {
+    tracing::error!(error = %e, "the ledger could not commit a decision record");
+    ApiError::new(
+        Code::LedgerUnavailable,
+        "The decision could not be recorded durably, so the request was not sent to any host.",
+    )
+}
+
+pub(crate) async fn prepare<'g>(
+    gw: &'g Gateway,
+    key: &VerifiedKey,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    route: Route,
+    model: &str,
+    features: Features,
+) -> Result<Prepared<'g>, ApiError> {
+    let started = std::time::Instant::now();
+    let mut ctx = context(gw, key, request_id, route, model)?;
+    let placement = place(gw, key, &mut ctx, headers, route.path(), features, false)?;
+    let plan = match placement.refusal {
+        Some(_) => Plan {
+            hosts: Vec::new(),
+            candidates: HostMask::EMPTY,
+            down: HostMask::EMPTY,
+        },
+        None => gw
+            .router
+            .plan(model, placement.allowed, placement.preferred),
+    };
+    let appended = gw.ledger.append(Entry::Decision(decision_record(
+        gw, &ctx, &placement, &plan,
+    )));
+    let strict = gw.ledger.durability() == Durability::Strict;
+    if let Some(refusal) = placement.refusal.clone() {
+        if strict {
+            appended.await.map_err(ledger_unavailable)?;
+        }
+        record(gw, &ctx, &Outcome::refused(&refusal, started.elapsed()));
+        return Err(refusal);
+    }
+    let gate = if strict {
+        appended.await.map_err(ledger_unavailable)?;
+        None
+    } else {
+        Some(appended)
+    };
+    Ok(Prepared {
+        ctx,
+        placement,
+        plan,
+        gate,
+    })
+}
+
+/// Waits for a batched decision record before the response completes.
+pub(crate) async fn pass_gate(gate: Gate) -> Result<(), ApiError> {
+    match gate {
+        Some(appended) => appended.await.map(|_| ()).map_err(ledger_unavailable),
+        None => Ok(()),
+    }
+}
+
+/// What the ledger keeps of a decision: everything needed to decide the
+/// request again under another reading, and nothing of its content.
+fn decision_record(
+    gw: &Gateway,
+    ctx: &RequestContext,
+    p: &Placement<'_>,
+    plan: &Plan,
+) -> DecisionRecord {
+    let hosts = gw
+        .config
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let (allowed, clauses) = match &p.decision {
+                Some(d) => (
+                    d.admitted && d.allowed_hosts.contains(i),
+                    d.clauses_for_host(i)
+                        .iter()
+                        .map(|c| c.as_str().to_owned())
+                        .collect(),
+                ),
+                None => (true, Vec::new()),
+            };
+            HostVerdict {
+                host: h.id().to_string(),
+                allowed,
+                clauses,
+            }
+        })
+        .collect();
+    DecisionRecord {
+        request_id: ctx.request_id.clone(),
+        at_ms: treaty_keys::now_ms(),
+        key_id: ctx.key_id.clone(),
+        tenant: ctx.tenant.to_string(),
+        channel: ctx.channel.to_string(),
+        product: ctx.product.to_string(),
+        route: ctx.route.path().to_owned(),
+        model: ctx.model.clone(),
+        workload_class: p.class.as_str().to_owned(),
+        classified_by: ctx.classified_by.clone().unwrap_or_default(),
+        data_classification: p.data_classification.to_owned(),
+        declared_class: p.declared.map(|c| c.as_str().to_owned()),
+        reading: gw.policy.reading().map(str::to_owned),
+        admitted: p.decision.as_ref().is_none_or(|d| d.admitted),
+        admit_clauses: p
+            .decision
+            .as_ref()
+            .map(|d| {
+                d.admit_clauses
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        hosts,
+        chosen: plan
+            .hosts
+            .first()
+            .map(|&i| gw.router.host(i).id.to_string()),
+        features: RequestFeatures {
+            store: p.features.store,
+            previous_response_id: p.features.previous_response_id,
+            conversation: p.features.conversation,
+        },
+        model_step: false,
+        run_id: None,
+        refused: p.refusal.as_ref().map(|e| e.code.as_str().to_owned()),
+    }
+}

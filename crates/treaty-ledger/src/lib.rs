@@ -1,0 +1,89 @@
+//! Treaty's ledger: the evidence of where every request ran, under which
+//! clause.
+//!
+//! Every request leaves a [`DecisionRecord`] (durable before it reaches a
+//! host) and an [`OutcomeRecord`] (what happened). Records are kept in one
+//! append-only SHA-256 hash chain per deployment, committed in groups by
+//! one writer task per [`Ledger`] (so a burst costs one sync, not one per
+//! request), with sequence numbers allocated under a single head-row lock
+//! so several gateway replicas on PostgreSQL still build one chain. An
+//! ed25519 key kept in the store signs `(seq, head hash)` checkpoints.
+//!
+//! Around the chain: [`verify`] recomputes it and names the first bad
+//! sequence number, [`report`] / [`export`] / [`html_report`] read it for
+//! people, and [`simulate`] replays recorded decisions under two readings
+//! of the contracts (decided by closures the caller passes, so this crate
+//! depends neither on the gateway nor on Cedar).
+//!
+//! The ledger never stores prompts, completions or secrets, never decides
+//! or routes, and never edits or deletes a record once written: the only
+//! writes are appends, the head, and checkpoints.
+
+mod chain;
+mod export;
+mod html;
+mod key;
+mod record;
+mod report;
+mod scan;
+mod simulate;
+mod svg;
+mod verify;
+mod writer;
+
+use std::sync::Arc;
+
+pub use chain::{CHECKPOINT_DOMAIN, GENESIS, checkpoint_message, link};
+pub use export::{Format, export, export_with_progress};
+pub use html::html_report;
+pub use key::{PublicKey, pubkey};
+pub use record::{
+    AttemptRecord, DecisionRecord, Entry, HostVerdict, Kind, OutcomeRecord, RequestFeatures,
+};
+pub use report::{Dimension, ReportRow, report, report_cells, report_columns, write_report_csv};
+pub use scan::TimeRange;
+pub use simulate::{
+    ClauseImpact, GroupImpact, HostMove, Impact, Redecision, SimulationReport, Verdicts, simulate,
+};
+pub use verify::{
+    Anchor, AnchorKind, KeySource, Problem, ProblemKind, VerifyOptions, VerifyReport, verify,
+};
+pub use writer::{Appended, Durability, Ledger, LedgerSettings, LedgerStats};
+
+/// What can go wrong in the ledger. Verification findings are not errors:
+/// they are the [`VerifyReport`]'s `problem`.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Store(#[from] treaty_store::StoreError),
+    /// The batch holding the record failed to commit; every record of the
+    /// batch gets the same cause.
+    #[error("the ledger could not commit the record's batch: {0}")]
+    Commit(#[source] Arc<treaty_store::StoreError>),
+    #[error("the ledger is shut down")]
+    Closed,
+    #[error("the ledger writer stopped abnormally: {0}")]
+    Writer(String),
+    #[error("cannot encode a ledger record: {0}")]
+    Encode(String),
+    #[error("ledger record {seq} cannot be read: {detail}")]
+    Corrupt { seq: i64, detail: String },
+    #[error("ledger key: {0}")]
+    Key(String),
+    #[error("invalid range: {0}")]
+    Range(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("cannot write CSV: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! What-if replays with two closure readings on the report fixture.
+
+use super::reports::load_fixture;
+use super::{Db, on_both};
+use crate::{DecisionRecord, HostMove, HostVerdict, Redecision, Verdicts, simulate};
+
+fn verdict(host: &str, allowed: bool, clause: &str) -> HostVerdict {
+    HostVerdict {
+        host: host.into(),
+        allowed,
+        clauses: vec![clause.into()],
+    }
+}
+
+/// Reading B: the AWS marketplace runs on `bed` (X2), not on `az` (X1);
+/// `gov` is not admitted (X9); everything else as recorded.
+fn reading_b(d: &DecisionRecord) -> Redecision {
+    if d.channel == "aws-marketplace" {
+        let hosts = [verdict("az", false, "X1"), verdict("bed", true, "X2")];
+        return Redecision::from_verdicts(
+            d,
+            Verdicts {
+                admitted: true,
+                workload_class: &d.workload_class,
+                admit_clauses: &["C3".to_owned()],
+                hosts: &hosts,
+                preferred: &[],
+            },
+        );
+    }
+    if d.tenant == "gov" {
+        return Redecision::from_verdicts(
+            d,
+            Verdicts {
+                admitted: false,
+                workload_class: &d.workload_class,
+                admit_clauses: &["X9".to_owned()],
+                hosts: &d.hosts,
+                preferred: &[],
+            },
+        );
+    }
+    Redecision::recorded(d)
+}
+
+async fn simulate_counts_moves_and_refusals(db: Db) {
+    let store = db.store().await;
+    load_fixture(&store).await;
+    let mut last = (0, 0);
+    let report = simulate(&store, &Redecision::recorded, &reading_b, |done, total| {
+        last = (done, total);
+    })
+    .await
+    .unwrap();
+    assert_eq!(last, (6, 6));
+    let t = &report.total;
+    assert_eq!(
+        (
+            t.requests,
+            t.keep,
+            t.moved,
+            t.became_refused,
+            t.became_admitted,
+            t.stayed_refused
+        ),
+        (6, 3, 1, 0, 1, 1)
+    );
+    assert_eq!(
+        report.moves,
+        vec![HostMove {
+            from: "az".into(),
+            to: "bed".into(),
+            requests: 1
+        }]
+    );
+    // The clause that refuses the old host is named for the move.
+    let x1 = report.by_clause.iter().find(|c| c.clause == "X1").unwrap();
+    assert_eq!((x1.impact.moved, x1.moves.len()), (1, 1));
+    let x2 = report.by_clause.iter().find(|c| c.clause == "X2").unwrap();
+    assert_eq!((x2.impact.moved, x2.impact.became_admitted), (1, 1));
+    let group = report
+        .by_group
+        .iter()
+        .find(|g| g.tenant == "acme" && g.channel == "aws-marketplace")
+        .unwrap();
+    assert_eq!(
+        (group.product.as_str(), group.class.as_str()),
+        ("frontier", "stateless_api")
+    );
+    assert_eq!(group.impact.moved, 1);
+
+    // The other way round, the admitted request becomes refused again and
+    // the move goes back.
+    let back = simulate(&store, &reading_b, &Redecision::recorded, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(back.total.became_refused, 1);
+    assert_eq!(back.moves[0].from, "bed");
+    assert_eq!(back.moves[0].to, "az");
+
+    // JSON for `--format json`.
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["moved"], 1);
+    assert_eq!(json["by_group"][0]["tenant"], "acme");
+
+    // The same reading on both sides changes nothing.
+    let same = simulate(&store, &reading_b, &reading_b, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(same.total.changed(), 0);
+    db.finish().await;
+}
+on_both!(simulate_counts_moves_and_refusals);
+
+#[test]
+fn preferred_hosts_are_chosen_first_among_candidates() {
+    let d = super::reports::req(
+        "r",
+        0,
+        ("t", "c", "p"),
+        "stateless_api",
+        true,
+        &[],
+        &[("a", true, &[]), ("b", true, &[]), ("c", true, &[])],
+        Some("a"),
+        None,
+    );
+    let hosts = [
+        verdict("z", true, "Z"),
+        verdict("c", true, "K"),
+        verdict("b", true, "K"),
+        verdict("a", false, "N"),
+    ];
+    let v = Verdicts {
+        admitted: true,
+        workload_class: "stateless_api",
+        admit_clauses: &[],
+        hosts: &hosts,
+        preferred: &[],
+    };
+    // First allowed candidate in the record's order; `z` serves no model.
+    assert_eq!(
+        Redecision::from_verdicts(&d, v).chosen.as_deref(),
+        Some("b")
+    );
+    let preferred = ["c".to_owned()];
+    let p = Verdicts {
+        preferred: &preferred,
+        ..v
+    };
+    assert_eq!(
+        Redecision::from_verdicts(&d, p).chosen.as_deref(),
+        Some("c")
+    );
+    let refused = Redecision::from_verdicts(
+        &d,
+        Verdicts {
+            admitted: false,
+            ..v
+        },
+    );
+    assert_eq!(refused.chosen, None);
+    assert!(!refused.runs());
+}

@@ -1,0 +1,526 @@
+//! [`Ledger`]: appending records with group commit, and signing checkpoints.
+//!
+//! Callers enqueue records on a bounded channel and get an [`Appended`]
+//! future that resolves once the record's batch is *committed*: on SQLite
+//! the ledger's connection runs `synchronous = FULL` in WAL mode, so the
+//! commit has synced the WAL; on PostgreSQL the commit is the server's
+//! durable commit. One writer task drains whatever is queued (up to
+//! `max_batch`) into one transaction, so a burst of N requests costs one
+//! sync, not N: that is what keeps strict mode cheap under load.
+//!
+//! Sequence numbers are allocated inside that transaction, under the lock
+//! of the single `ledger_head` row, never from a database sequence: a
+//! sequence (or serial column) hands out numbers at insert time, before
+//! commit, so concurrent replicas would commit out of order and leave gaps
+//! on rollback, and the hash chain, which needs each record's predecessor
+//! to be committed first, could not follow. Locking the head serialises
+//! *batches* across replicas, not requests, so the cost stays one lock per
+//! batch; every replica's writer reads the head under the lock, chains its
+//! batch onto it and moves it, and all replicas build ONE chain.
+//!
+//! A failed commit fails every waiter of that batch with the cause (and
+//! logs it); it is never swallowed, and the next batch starts over from
+//! the head in the store, so a failure leaves no hole. The writer never
+//! holds a lock across anything but its own transaction, and it never
+//! decides what the gateway does with a failure: the gateway refuses the
+//! request (strict) or the response (batched).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use tokio::sync::{mpsc, oneshot};
+use treaty_store::{CheckpointRow, LedgerConnection, LedgerRow, Store, StoreError};
+
+use crate::chain::{self, hash32};
+use crate::key::{self, PublicKey};
+use crate::record::{Entry, Kind};
+use crate::{LedgerError, now_ms};
+
+/// When the gateway waits for a record to be durable. The ledger itself
+/// commits the same way in both modes; this is carried for the gateway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// The decision record is durable before the upstream call.
+    #[default]
+    Strict,
+    /// The decision record is durable before the response completes.
+    Batched,
+}
+
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    pub durability: Durability,
+    /// The most records committed in one transaction.
+    pub max_batch: usize,
+    /// Sign a checkpoint after this many records (rounded up to the end
+    /// of the batch that crosses it).
+    pub checkpoint_every: u64,
+    /// ... or after this long, if any record was written since the last.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        LedgerSettings {
+            durability: Durability::Strict,
+            max_batch: 512,
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counters of what the writer has done, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerStats {
+    /// Committed transactions holding records.
+    pub batches: u64,
+    pub records: u64,
+    pub checkpoints: u64,
+    pub failed_batches: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    records: AtomicU64,
+    checkpoints: AtomicU64,
+    failed_batches: AtomicU64,
+}
+
+type Done = oneshot::Sender<Result<u64, LedgerError>>;
+
+struct Pending {
+    kind: Kind,
+    /// seq and hash are filled in by the writer.
+    row: LedgerRow,
+    done: Done,
+}
+
+enum Msg {
+    Append(Pending),
+    Flush(oneshot::Sender<Result<(), LedgerError>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The ledger: clone it freely (one writer task behind all clones).
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Msg>,
+    settings: LedgerSettings,
+    public_key: PublicKey,
+    counters: Arc<Counters>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("settings", &self.inner.settings)
+            .field("public_key", &self.inner.public_key)
+            .finish()
+    }
+}
+
+impl Ledger {
+    /// Loads (or creates) the checkpoint key, takes a connection for the
+    /// writer and starts it. Must run inside a Tokio runtime.
+    pub async fn open(store: Store, settings: LedgerSettings) -> Result<Ledger, LedgerError> {
+        let settings = LedgerSettings {
+            max_batch: settings.max_batch.max(1),
+            checkpoint_every: settings.checkpoint_every.max(1),
+            checkpoint_interval: settings.checkpoint_interval.max(Duration::from_millis(10)),
+            ..settings
+        };
+        let key = key::load_or_create(&store).await?;
+        let public_key = PublicKey(key.verifying_key().to_bytes());
+        let conn = store.ledger_connection().await?;
+        // Room for a few batches: enough that appends never wait while a
+        // batch syncs, small enough that a stalled store pushes back.
+        let (tx, rx) = mpsc::channel(settings.max_batch.saturating_mul(8).max(64));
+        let counters = Arc::new(Counters::default());
+        let writer = Writer {
+            store,
+            conn: Some(conn),
+            key,
+            public_key,
+            settings: settings.clone(),
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+            counters: counters.clone(),
+        };
+        let task = tokio::spawn(writer.run(rx));
+        Ok(Ledger {
+            inner: Arc::new(Inner {
+                tx,
+                settings,
+                public_key,
+                counters,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    /// Enqueues a record without blocking. The returned future resolves to
+    /// the record's sequence number once its batch is committed, or to the
+    /// error that failed the batch. Dropping the future does not withdraw
+    /// the record.
+    pub fn append(&self, entry: Entry) -> Appended {
+        let payload = match entry.canonical() {
+            Ok(p) => p,
+            Err(e) => return Appended::failed(e),
+        };
+        let (done, rx) = oneshot::channel();
+        let kind = entry.kind();
+        let row = LedgerRow {
+            seq: 0,
+            kind: kind.as_str().to_owned(),
+            at_ms: entry.at_ms(),
+            request_id: match entry {
+                Entry::Decision(d) => d.request_id,
+                Entry::Outcome(o) => o.request_id,
+            },
+            payload,
+            hash: Vec::new(),
+        };
+        match self
+            .inner
+            .tx
+            .try_send(Msg::Append(Pending { kind, row, done }))
+        {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                // Back-pressure: the record waits for room in a task of its
+                // own, so it is kept even if the caller drops the future;
+                // the caller's future resolves only after it is committed.
+                let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                    return Appended::failed(LedgerError::Closed);
+                };
+                let tx = self.inner.tx.clone();
+                handle.spawn(async move {
+                    let _ = tx.send(msg).await;
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Appended::failed(LedgerError::Closed);
+            }
+        }
+        Appended {
+            state: State::Waiting(rx),
+        }
+    }
+
+    /// Resolves once everything appended before it is committed.
+    pub async fn flush(&self) -> Result<(), LedgerError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Msg::Flush(tx))
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        rx.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Commits everything queued, signs a last checkpoint and stops the
+    /// writer. Appends after this fail with [`LedgerError::Closed`].
+    pub async fn shutdown(&self) -> Result<(), LedgerError> {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.send(Msg::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let task = self
+            .inner
+            .task
+            .lock()
+            .map_err(|_| LedgerError::Closed)?
+            .take();
+        if let Some(task) = task {
+            task.await.map_err(|e| LedgerError::Writer(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The public half of the checkpoint key.
+    pub fn public_key(&self) -> PublicKey {
+        self.inner.public_key
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.inner.settings.durability
+    }
+
+    pub fn settings(&self) -> &LedgerSettings {
+        &self.inner.settings
+    }
+
+    pub fn stats(&self) -> LedgerStats {
+        let c = &self.inner.counters;
+        LedgerStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            records: c.records.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            failed_batches: c.failed_batches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The result of [`Ledger::append`]: the record's sequence number once it
+/// is durable.
+#[must_use = "an Appended resolves when the record is durable; await it where durability matters"]
+pub struct Appended {
+    state: State,
+}
+
+enum State {
+    Waiting(oneshot::Receiver<Result<u64, LedgerError>>),
+    Failed(Option<LedgerError>),
+}
+
+impl Appended {
+    fn failed(e: LedgerError) -> Appended {
+        Appended {
+            state: State::Failed(Some(e)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Appended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Appended")
+    }
+}
+
+impl Future for Appended {
+    type Output = Result<u64, LedgerError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            State::Waiting(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(LedgerError::Closed))),
+            State::Failed(e) => Poll::Ready(Err(e.take().unwrap_or(LedgerError::Closed))),
+        }
+    }
+}
+
+struct Writer {
+    store: Store,
+    conn: Option<LedgerConnection>,
+    key: SigningKey,
+    public_key: PublicKey,
+    settings: LedgerSettings,
+    /// Records this writer committed since it last signed.
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+    counters: Arc<Counters>,
+}
+
+/// What one turn of the loop collected.
+#[derive(Default)]
+struct Turn {
+    kinds: Vec<Kind>,
+    rows: Vec<LedgerRow>,
+    dones: Vec<Done>,
+    flushes: Vec<oneshot::Sender<Result<(), LedgerError>>>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Turn {
+    fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Append(p) => {
+                self.kinds.push(p.kind);
+                self.rows.push(p.row);
+                self.dones.push(p.done);
+            }
+            Msg::Flush(f) => self.flushes.push(f),
+            Msg::Shutdown(s) => self.shutdown = Some(s),
+        }
+    }
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut ticker = tokio::time::interval(self.settings.checkpoint_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let max = self.settings.max_batch;
+        let mut turn = Turn::default();
+        loop {
+            let msg = tokio::select! {
+                msg = rx.recv() => msg,
+                _ = ticker.tick() => {
+                    self.checkpoint_if_due(false).await;
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { break };
+            turn.take(msg);
+            while turn.rows.len() < max {
+                match rx.try_recv() {
+                    Ok(msg) => turn.take(msg),
+                    Err(_) => break,
+                }
+            }
+            let result = self.commit(&mut turn).await;
+            for f in turn.flushes.drain(..) {
+                let _ = f.send(result.clone().map_err(LedgerError::Commit));
+            }
+            if let Some(done) = turn.shutdown.take() {
+                // Refuse new records, then write the ones already queued.
+                rx.close();
+                while let Some(msg) = rx.recv().await {
+                    turn.take(msg);
+                    if turn.rows.len() >= max {
+                        let _ = self.commit(&mut turn).await;
+                    }
+                }
+                let result = self.commit(&mut turn).await;
+                for f in turn.flushes.drain(..) {
+                    let _ = f.send(result.clone().map_err(LedgerError::Commit));
+                }
+                self.checkpoint_if_due(true).await;
+                let _ = done.send(());
+                return;
+            }
+        }
+        self.checkpoint_if_due(true).await;
+    }
+
+    /// Commits the turn's records (if any) and answers their waiters.
+    async fn commit(&mut self, turn: &mut Turn) -> Result<(), Arc<StoreError>> {
+        if turn.rows.is_empty() {
+            return Ok(());
+        }
+        let n = turn.rows.len() as u64;
+        let result = self.write(&turn.kinds, &mut turn.rows).await;
+        turn.kinds.clear();
+        turn.rows.clear();
+        match result {
+            Ok(first) => {
+                self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                self.counters.records.fetch_add(n, Ordering::Relaxed);
+                for (i, done) in turn.dones.drain(..).enumerate() {
+                    let _ = done.send(Ok(first + i as u64));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(records = n, error = %e, "ledger batch failed to commit");
+                self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+                // The connection may be broken; take a fresh one next time.
+                self.conn = None;
+                let e = Arc::new(e);
+                for done in turn.dones.drain(..) {
+                    let _ = done.send(Err(LedgerError::Commit(e.clone())));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn connection(&mut self) -> Result<&mut LedgerConnection, StoreError> {
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.store.ledger_connection().await?,
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    /// One transaction: lock the head, chain the rows onto it, insert them,
+    /// sign a checkpoint if one is due, move the head, commit. Returns the
+    /// first sequence number.
+    async fn write(&mut self, kinds: &[Kind], rows: &mut [LedgerRow]) -> Result<u64, StoreError> {
+        let every = self.settings.checkpoint_every;
+        let interval = self.settings.checkpoint_interval;
+        let due = self.since_checkpoint + rows.len() as u64 >= every
+            || self.last_checkpoint.elapsed() >= interval;
+        let key = self.key.clone();
+        let public_key = self.public_key;
+        let conn = self.connection().await?;
+        let mut tx = conn.begin().await?;
+        let head = tx.lock_head().await?;
+        let mut prev = hash32(&head.hash).ok_or_else(|| StoreError::Corrupt {
+            table: "ledger_head",
+            detail: format!("the head hash is {} bytes, not 32", head.hash.len()),
+        })?;
+        let first = head.seq as u64 + 1;
+        for (i, (row, kind)) in rows.iter_mut().zip(kinds).enumerate() {
+            let seq = first + i as u64;
+            prev = chain::link(&prev, seq, *kind, row.payload.as_bytes());
+            row.seq = seq as i64;
+            row.hash = prev.to_vec();
+        }
+        let last = first + rows.len() as u64 - 1;
+        tx.insert_records(rows).await?;
+        if due {
+            tx.insert_checkpoint(&checkpoint(&key, public_key, last, &prev))
+                .await?;
+        }
+        tx.set_head(last as i64, &prev).await?;
+        tx.commit().await?;
+        if due {
+            self.since_checkpoint = 0;
+            self.last_checkpoint = Instant::now();
+            self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.since_checkpoint += rows.len() as u64;
+        }
+        Ok(first)
+    }
+
+    /// Signs the current head when this writer wrote records since its last
+    /// checkpoint and the interval passed (or `now`, at shutdown).
+    async fn checkpoint_if_due(&mut self, now: bool) {
+        if self.since_checkpoint == 0
+            || (!now && self.last_checkpoint.elapsed() < self.settings.checkpoint_interval)
+        {
+            return;
+        }
+        match self.sign_head().await {
+            Ok(()) => {
+                self.since_checkpoint = 0;
+                self.last_checkpoint = Instant::now();
+                self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.conn = None;
+                tracing::warn!(error = %e, "ledger checkpoint failed; retrying at the next interval");
+            }
+        }
+    }
+
+    async fn sign_head(&mut self) -> Result<(), StoreError> {
+        let key = self.key.clone();
+        let public_key = self.public_key;
+        let conn = self.connection().await?;
+        let mut tx = conn.begin().await?;
+        let head = tx.lock_head().await?;
+        let hash = hash32(&head.hash).ok_or_else(|| StoreError::Corrupt {
+            table: "ledger_head",
+            detail: format!("the head hash is {} bytes, not 32", head.hash.len()),
+        })?;
+        tx.insert_checkpoint(&checkpoint(&key, public_key, head.seq as u64, &hash))
+            .await?;
+        tx.commit().await
+    }
+}
+
+fn checkpoint(key: &SigningKey, public_key: PublicKey, seq: u64, hash: &[u8; 32]) -> CheckpointRow {
+    CheckpointRow {
+        seq: seq as i64,
+        hash: hash.to_vec(),
+        public_key: public_key.0.to_vec(),
+        signature: chain::sign_checkpoint(key, seq, hash).to_vec(),
+        at_ms: now_ms(),
+    }
+}
