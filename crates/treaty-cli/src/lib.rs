@@ -7,6 +7,7 @@
 pub mod commands;
 mod example;
 mod output;
+pub mod progress;
 mod state;
 
 use std::process::ExitCode;

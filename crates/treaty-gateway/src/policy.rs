@@ -524,3 +524,99 @@ pub fn features_of(route: &str, body: &serde_json::Value) -> Features {
         conversation: body.get("conversation").is_some_and(|v| !v.is_null()),
     }
 }
+
+/// Decides a recorded request again under `policy`: the same shape
+/// (route, product, body features, declared class, data classification,
+/// time), this policy's classification rules and contracts. Used by
+/// `treaty contracts simulate`.
+pub fn redecide(
+    config: &Config,
+    policy: &Policy,
+    d: &treaty_ledger::DecisionRecord,
+) -> treaty_ledger::Redecision {
+    use treaty_ledger::{HostVerdict as Recorded, Redecision, Verdicts};
+    let refused = || Redecision {
+        admitted: false,
+        workload_class: d.workload_class.clone(),
+        admit_clauses: Vec::new(),
+        hosts: Vec::new(),
+        chosen: None,
+    };
+    let Some(product) = config.product(&d.product) else {
+        return refused();
+    };
+    let classified = policy.classifier.classify(&Input {
+        route: &d.route,
+        product: &d.product,
+        product_kind: product.kind,
+        features: Features {
+            store: d.features.store,
+            previous_response_id: d.features.previous_response_id,
+            conversation: d.features.conversation,
+        },
+        declared: d.declared_class.as_deref().and_then(|c| c.parse().ok()),
+        model_step: d.model_step,
+    });
+    let class = classified.class.as_str();
+    let Some(contracts) = &policy.contracts else {
+        let hosts: Vec<Recorded> = config
+            .hosts
+            .iter()
+            .map(|h| Recorded {
+                host: h.id().to_string(),
+                allowed: h.host.deployment(&d.model).is_some(),
+                clauses: Vec::new(),
+            })
+            .collect();
+        return Redecision::from_verdicts(
+            d,
+            Verdicts {
+                admitted: true,
+                workload_class: class,
+                admit_clauses: &[],
+                hosts: &hosts,
+                preferred: &[],
+            },
+        );
+    };
+    let (Ok(tenant), Ok(channel), Ok(product_id)) =
+        (d.tenant.parse(), d.channel.parse(), d.product.parse())
+    else {
+        return refused();
+    };
+    let decision = contracts.decide(&Query {
+        tenant: &tenant,
+        channel: &channel,
+        product: &product_id,
+        class: classified.class,
+        data_classification: &d.data_classification,
+        at_unix_ms: d.at_ms,
+    });
+    let ids = |c: &[ClauseId]| c.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>();
+    let hosts: Vec<Recorded> = config
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| Recorded {
+            host: h.id().to_string(),
+            allowed: decision.allowed_hosts.contains(i) && h.host.deployment(&d.model).is_some(),
+            clauses: ids(decision.clauses_for_host(i)),
+        })
+        .collect();
+    let preferred: Vec<String> = decision
+        .preferred_hosts
+        .iter()
+        .map(|i| config.hosts[i].id().to_string())
+        .collect();
+    let admit_clauses = ids(decision.admit_clauses);
+    Redecision::from_verdicts(
+        d,
+        Verdicts {
+            admitted: decision.admitted,
+            workload_class: class,
+            admit_clauses: &admit_clauses,
+            hosts: &hosts,
+            preferred: &preferred,
+        },
+    )
+}

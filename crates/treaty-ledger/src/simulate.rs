@@ -14,10 +14,11 @@
 //! record's candidate hosts (the hosts that served the model, in the order
 //! the gateway considered them) that is allowed and preferred, else the
 //! first allowed. A request *keeps* its host when the host it had under
-//! `from` is still allowed under `to` (routing need not move it); it
-//! *moves* (from that host to the one `to` picks) when that host is no
-//! longer allowed; it *becomes refused* or *becomes admitted* when it is
-//! served under one reading and refused under the other. Replays only
+//! `from` is also the one `to` picks; it *moves* (from that host to the
+//! one `to` picks) when the pick differs, because the old host is refused
+//! or because a preference in force under `to` ranks another first; it
+//! *becomes refused* or *becomes admitted* when it is served under one
+//! reading and refused under the other. Replays only
 //! read, a page of decisions at a time.
 
 use std::collections::BTreeMap;
@@ -282,14 +283,16 @@ pub async fn simulate(
             let b = to(&d);
             let (change, hosts) = match (a.runs(), b.runs()) {
                 (true, true) => {
+                    // A move is a change of the host routing would pick
+                    // (allowed set and preferences), not only the loss of
+                    // the old host: a preference clause in force under
+                    // `to` moves traffic too.
                     let old = a.chosen.as_deref().unwrap_or_default();
-                    if b.allows(old) {
+                    let new = b.chosen.as_deref().unwrap_or_default();
+                    if old == new {
                         (Change::Keep, None)
                     } else {
-                        (
-                            Change::Moved,
-                            Some((old, b.chosen.as_deref().unwrap_or_default())),
-                        )
+                        (Change::Moved, Some((old, new)))
                     }
                 }
                 (true, false) => (Change::BecameRefused, None),

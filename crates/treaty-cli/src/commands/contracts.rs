@@ -21,6 +21,32 @@ pub enum ContractsCommand {
     /// Explain the decision for one request: admission, workload class,
     /// every host's verdict and the runtime verdict, with clause ids.
     Explain(ExplainArgs),
+    /// Replay the recorded requests (the ledger) under another reading or
+    /// other classification rules: what keeps its host, moves, becomes
+    /// refused or admitted, per clause and per tenant x channel x product x
+    /// class.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Treaty config file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Store URL holding the ledger; default: the config's.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+    /// The reading the traffic is replayed under first.
+    #[arg(long, value_name = "READING")]
+    pub from: String,
+    /// The reading it is compared with.
+    #[arg(long, value_name = "READING")]
+    pub to: String,
+    /// Classification rules for the `--to` side instead of the reading's.
+    #[arg(long, value_name = "FILE")]
+    pub classification: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -90,6 +116,7 @@ pub async fn run(cmd: ContractsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ContractsCommand::Check(args) => check(args),
         ContractsCommand::Explain(args) => explain_cmd(args),
+        ContractsCommand::Simulate(args) => simulate(args).await,
     }
 }
 
@@ -130,6 +157,155 @@ fn explain_cmd(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         Format::Text => output::line(render(&req, policy.reading(), &v)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let base = Config::load(&args.config, &ProcessEnv)?;
+    let state = crate::state::StateArgs {
+        config: Some(args.config.clone()),
+        db: args.db.clone(),
+    };
+    let store = state.open(Some(&base)).await?;
+    let bar = crate::progress::bar("replaying decisions");
+    let report = what_if(
+        &base,
+        &store,
+        &args.from,
+        &args.to,
+        args.classification.as_deref(),
+        |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )
+    .await?;
+    bar.finish_and_clear();
+    match args.format {
+        Format::Json => output::line(serde_json::to_string_pretty(&report)?),
+        Format::Text => output::line(render_simulation(&args, &report)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Replays the ledger in `store` under reading `from`, then `to` (with
+/// `classification` rules on the `to` side when given).
+pub async fn what_if(
+    base: &Config,
+    store: &treaty_store::Store,
+    from: &str,
+    to: &str,
+    classification: Option<&std::path::Path>,
+    progress: impl FnMut(u64, u64),
+) -> anyhow::Result<treaty_ledger::SimulationReport> {
+    let mut from_config = base.clone();
+    apply_reading(&mut from_config, from)?;
+    let mut to_config = base.clone();
+    apply_reading(&mut to_config, to)?;
+    let from_policy = Policy::load(&from_config)?;
+    let mut to_policy = Policy::load(&to_config)?;
+    if let Some(file) = classification {
+        to_policy.classifier = treaty_gateway::policy::load_rules(file)?;
+        to_policy.classifier_source = file.display().to_string();
+    }
+    Ok(treaty_ledger::simulate(
+        store,
+        &|d| treaty_gateway::policy::redecide(&from_config, &from_policy, d),
+        &|d| treaty_gateway::policy::redecide(&to_config, &to_policy, d),
+        progress,
+    )
+    .await?)
+}
+
+/// The what-if report as text: totals, host moves, then the clauses and
+/// groups whose requests change.
+pub fn render_simulation(args: &SimulateArgs, r: &treaty_ledger::SimulationReport) -> String {
+    let t = &r.total;
+    let mut out = format!(
+        "{} -> {}{}: {} recorded requests; {} keep their host, {} move, {} become refused, {} become admitted, {} stay refused ({} reclassified)\n",
+        args.from,
+        args.to,
+        args.classification
+            .as_ref()
+            .map(|f| format!(" (classification {})", f.display()))
+            .unwrap_or_default(),
+        t.requests,
+        t.keep,
+        t.moved,
+        t.became_refused,
+        t.became_admitted,
+        t.stayed_refused,
+        t.reclassified
+    );
+    if !r.moves.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .moves
+            .iter()
+            .map(|m| vec![m.from.clone(), m.to.clone(), m.requests.to_string()])
+            .collect();
+        out.push_str("\nmoves\n");
+        out.push_str(&output::table(&["FROM", "TO", "REQUESTS"], &rows));
+    }
+    let clause_rows: Vec<Vec<String>> = r
+        .by_clause
+        .iter()
+        .filter(|c| c.impact.changed() > 0)
+        .map(|c| {
+            vec![
+                c.clause.clone(),
+                c.impact.moved.to_string(),
+                c.impact.became_refused.to_string(),
+                c.impact.became_admitted.to_string(),
+                c.impact.keep.to_string(),
+            ]
+        })
+        .collect();
+    if !clause_rows.is_empty() {
+        out.push_str("\nby clause (clauses behind a changed verdict)\n");
+        out.push_str(&output::table(
+            &[
+                "CLAUSE",
+                "MOVED",
+                "BECAME REFUSED",
+                "BECAME ADMITTED",
+                "KEEP",
+            ],
+            &clause_rows,
+        ));
+    }
+    let group_rows: Vec<Vec<String>> = r
+        .by_group
+        .iter()
+        .filter(|g| g.impact.changed() > 0)
+        .map(|g| {
+            let moves: Vec<String> = g
+                .moves
+                .iter()
+                .map(|m| format!("{}->{} x{}", m.from, m.to, m.requests))
+                .collect();
+            vec![
+                g.tenant.clone(),
+                g.channel.clone(),
+                g.product.clone(),
+                g.class.clone(),
+                g.impact.requests.to_string(),
+                g.impact.moved.to_string(),
+                g.impact.became_refused.to_string(),
+                g.impact.became_admitted.to_string(),
+                moves.join(", "),
+            ]
+        })
+        .collect();
+    if !group_rows.is_empty() {
+        out.push_str("\nby tenant x channel x product x class (changed only)\n");
+        out.push_str(&output::table(
+            &[
+                "TENANT", "CHANNEL", "PRODUCT", "CLASS", "REQUESTS", "MOVED", "REFUSED",
+                "ADMITTED", "MOVES",
+            ],
+            &group_rows,
+        ));
+    }
+    out
 }
 
 fn ids(v: &serde_json::Value) -> String {

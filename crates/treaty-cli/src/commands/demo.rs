@@ -128,7 +128,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         let ok = traffic(&base, &keys, &emulator, &reading).await?;
-        if ok {
+        ledger.flush().await?;
+        let evidence = evidence(&config, &store, &reading).await?;
+        if ok && evidence {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
@@ -553,6 +555,72 @@ async fn send(
         detail,
         ms: started.elapsed().as_secs_f64() * 1000.0,
     })
+}
+
+/// Verifies the ledger the traffic just wrote and shows what separates the
+/// three readings on it. False when the chain does not verify.
+async fn evidence(
+    config: &Config,
+    store: &treaty_store::Store,
+    reading: &str,
+) -> anyhow::Result<bool> {
+    let report =
+        treaty_ledger::verify(store, treaty_ledger::VerifyOptions::default(), |_, _| {}).await?;
+    output::line("");
+    if report.ok {
+        output::line(format!(
+            "Ledger: {} records, hash chain verified (head seq {}, hash {}…){}; `treaty ledger verify --config {}` checks it again.",
+            report.records,
+            report.head_seq,
+            report.head_hash.chars().take(16).collect::<String>(),
+            match report.checkpoints {
+                0 => String::new(),
+                n => format!(", {n} signed checkpoint(s)"),
+            },
+            config.base_dir.join("treaty.toml").display()
+        ));
+    } else {
+        output::line(format!("Ledger FAILED to verify: {:?}", report.problem));
+        return Ok(false);
+    }
+    output::line("What separates the readings on this traffic (treaty contracts simulate):");
+    for other in ["reading-aws", "reading-microsoft"] {
+        if other == reading {
+            continue;
+        }
+        let r = super::contracts::what_if(config, store, reading, other, None, |_, _| {}).await?;
+        let t = &r.total;
+        let moves: Vec<String> = r
+            .moves
+            .iter()
+            .map(|m| format!("{} -> {} x{}", m.from, m.to, m.requests))
+            .collect();
+        let refused: Vec<String> = r
+            .by_group
+            .iter()
+            .filter(|g| g.impact.became_refused > 0)
+            .map(|g| format!("{}/{}/{}", g.tenant, g.channel, g.product))
+            .collect();
+        output::line(format!(
+            "  {reading} -> {other}: {} requests, {} keep their host, {} move{}, {} become refused{}, {} reclassified",
+            t.requests,
+            t.keep,
+            t.moved,
+            if moves.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", moves.join(", "))
+            },
+            t.became_refused,
+            if refused.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", refused.join(", "))
+            },
+            t.reclassified
+        ));
+    }
+    Ok(true)
 }
 
 fn summarise(v: &Value) -> String {

@@ -1,0 +1,462 @@
+//! `treaty ledger verify|pubkey|report|export`.
+//!
+//! Thin edges over `treaty-ledger`: parse arguments, open the store, call
+//! the library, print through `output` (progress bars go to stderr through
+//! indicatif, hidden when stderr is not a terminal). This module never
+//! writes to the ledger: every command here only reads it (`pubkey` may
+//! create the checkpoint key on a store that never had one, so it can be
+//! published before the first request).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use treaty_ledger::{Dimension, PublicKey, VerifyOptions};
+
+use crate::output;
+use crate::state::StateArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Recompute the hash chain and check every signed checkpoint. Exits 1
+    /// naming the first bad sequence number and what is wrong with it
+    /// (edited, deleted, inserted, reordered, truncated, a forged or
+    /// foreign checkpoint, ...).
+    Verify(VerifyArgs),
+    /// Print the ledger's checkpoint public key (64 hex characters), the
+    /// one a third party pins and passes to `verify --pubkey`.
+    Pubkey(PubkeyArgs),
+    /// Requests, outcomes, tokens and cost grouped by host, channel,
+    /// product, clause, tenant or workload class.
+    Report(ReportArgs),
+    /// Every record, in sequence order, as JSON lines (exactly as hashed)
+    /// or CSV.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TextOrJson {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// First sequence number to verify (default 1). The check starts from
+    /// the latest signed checkpoint before it.
+    #[arg(long, value_name = "SEQ")]
+    pub from: Option<u64>,
+    /// Last sequence number to verify (default: to the end, head included).
+    #[arg(long, value_name = "SEQ")]
+    pub to: Option<u64>,
+    /// A file holding the public key checkpoints must be signed with
+    /// (as `treaty ledger pubkey` prints it); default the store's own key.
+    #[arg(long, value_name = "FILE")]
+    pub pubkey: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TextOrJson,
+}
+
+#[derive(Debug, Args)]
+pub struct PubkeyArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum By {
+    Host,
+    Channel,
+    Product,
+    Clause,
+    Tenant,
+    Class,
+}
+
+impl From<By> for Dimension {
+    fn from(by: By) -> Dimension {
+        match by {
+            By::Host => Dimension::Host,
+            By::Channel => Dimension::Channel,
+            By::Product => Dimension::Product,
+            By::Clause => Dimension::Clause,
+            By::Tenant => Dimension::Tenant,
+            By::Class => Dimension::Class,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// `--since` / `--until`, shared with `treaty report --html`.
+#[derive(Debug, Clone, Args)]
+pub struct TimeArgs {
+    /// Only requests decided at or after this time: RFC 3339
+    /// ("2026-01-01T00:00:00Z"), a date ("2026-01-01", UTC), or a duration
+    /// ago ("24h", "7d").
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only requests decided before this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+impl TimeArgs {
+    /// The range in unix milliseconds.
+    pub fn range(&self) -> anyhow::Result<(Option<i64>, Option<i64>)> {
+        let since = self
+            .since
+            .as_deref()
+            .map(|t| parse_time(t).with_context(|| format!("--since {t:?}")))
+            .transpose()?;
+        let until = self
+            .until
+            .as_deref()
+            .map(|t| parse_time(t).with_context(|| format!("--until {t:?}")))
+            .transpose()?;
+        if let (Some(s), Some(u)) = (since, until)
+            && u <= s
+        {
+            bail!("--until must be after --since");
+        }
+        Ok((since, until))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[arg(long, value_enum)]
+    pub by: By,
+    #[command(flatten)]
+    pub time: TimeArgs,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: ExportFormat,
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+pub async fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LedgerCommand::Verify(args) => verify(args).await,
+        LedgerCommand::Pubkey(args) => pubkey(args).await,
+        LedgerCommand::Report(args) => report(args).await,
+        LedgerCommand::Export(args) => export(args).await,
+    }
+}
+
+async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let pubkey = match &args.pubkey {
+        None => None,
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading the public key from {}", file.display()))?;
+            Some(
+                PublicKey::from_hex(&text)
+                    .with_context(|| format!("the public key in {}", file.display()))?,
+            )
+        }
+    };
+    let config = args.state.load_config()?;
+    let store = args.state.open(config.as_ref()).await?;
+    let mut progress = Progress::new("verifying");
+    let report = treaty_ledger::verify(
+        &store,
+        VerifyOptions {
+            from: args.from,
+            to: args.to,
+            pubkey,
+        },
+        |done, total| progress.update(done, total),
+    )
+    .await?;
+    progress.finish();
+    match args.format {
+        TextOrJson::Json => output::line(serde_json::to_string_pretty(&report)?),
+        TextOrJson::Text => {
+            if report.stored_key_differs {
+                output::warn("the store holds another checkpoint key than the one given");
+            }
+            match &report.problem {
+                None => {
+                    let range = if report.records == 0 {
+                        "no records".to_owned()
+                    } else {
+                        format!(
+                            "records {} to {} ({} records)",
+                            report.first, report.last, report.records
+                        )
+                    };
+                    output::line(format!(
+                        "ledger ok: {range}, {} signed checkpoint(s) checked{}",
+                        report.checkpoints,
+                        report
+                            .last_checkpoint
+                            .map(|s| format!(", the last at seq {s}"))
+                            .unwrap_or_default()
+                    ));
+                    output::line(format!(
+                        "head: seq {} hash {}",
+                        report.head_seq, report.head_hash
+                    ));
+                    match report.key {
+                        Some(key) => output::line(format!(
+                            "checkpoint key ({}): {key}",
+                            match report.key_source {
+                                treaty_ledger::KeySource::Given => "given",
+                                _ => "from the store",
+                            }
+                        )),
+                        None => output::warn(
+                            "the store has no checkpoint key yet: no checkpoint could be checked",
+                        ),
+                    }
+                    if report.anchor.seq > 0 {
+                        output::line(format!(
+                            "started from seq {} ({})",
+                            report.anchor.seq,
+                            match report.anchor.kind {
+                                treaty_ledger::AnchorKind::Checkpoint => "a signed checkpoint",
+                                _ => "its stored hash, unsigned",
+                            }
+                        ));
+                    }
+                }
+                Some(p) => {
+                    output::line(format!(
+                        "ledger BROKEN at seq {}: {}: {}",
+                        p.seq, p.kind, p.detail
+                    ));
+                }
+            }
+        }
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn pubkey(args: PubkeyArgs) -> anyhow::Result<ExitCode> {
+    let config = args.state.load_config()?;
+    let store = args.state.open(config.as_ref()).await?;
+    output::line(treaty_ledger::pubkey(&store).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let (since, until) = args.time.range()?;
+    let config = args.state.load_config()?;
+    let store = args.state.open(config.as_ref()).await?;
+    let by = Dimension::from(args.by);
+    let rows = treaty_ledger::report(&store, by, since, until).await?;
+    match args.format {
+        ReportFormat::Json => output::line(serde_json::to_string_pretty(&rows)?),
+        ReportFormat::Csv => {
+            let mut buf = Vec::new();
+            treaty_ledger::write_report_csv(by, &rows, &mut buf)?;
+            output::line(String::from_utf8(buf)?.trim_end_matches('\n'));
+        }
+        ReportFormat::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| treaty_ledger::report_cells(by, r))
+                .collect();
+            let headers: Vec<String> = treaty_ledger::report_columns(by)
+                .into_iter()
+                .map(|c| c.to_uppercase().replace('_', " "))
+                .collect();
+            let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+            output::line(output::table(&headers, &cells).trim_end_matches('\n'));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let config = args.state.load_config()?;
+    let store = args.state.open(config.as_ref()).await?;
+    let format = match args.format {
+        ExportFormat::Jsonl => treaty_ledger::Format::Jsonl,
+        ExportFormat::Csv => treaty_ledger::Format::Csv,
+    };
+    let mut progress = Progress::new("exporting");
+    match &args.out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let n = treaty_ledger::export_with_progress(
+                &store,
+                format,
+                std::io::BufWriter::new(file),
+                |done, total| progress.update(done, total),
+            )
+            .await?;
+            progress.finish();
+            output::line(format!("exported {n} records to {}", path.display()));
+        }
+        None => {
+            let mut sink = LineSink::default();
+            treaty_ledger::export_with_progress(&store, format, &mut sink, |done, total| {
+                progress.update(done, total)
+            })
+            .await?;
+            progress.finish();
+            sink.finish();
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses RFC 3339, a `YYYY-MM-DD` date (UTC midnight) or a duration ago.
+pub fn parse_time(text: &str) -> anyhow::Result<i64> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(text, &date_format) {
+        return Ok(d.midnight().assume_utc().unix_timestamp() * 1000);
+    }
+    let ago = humantime::parse_duration(text).with_context(|| {
+        format!("{text:?} is not an RFC 3339 time, a date (2026-01-01) or a duration ago (24h)")
+    })?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    Ok(now as i64 - ago.as_millis() as i64)
+}
+
+/// A progress bar on stderr for long runs (shown from `MIN_TOTAL` items
+/// on; indicatif hides it when stderr is not a terminal).
+pub struct Progress {
+    label: &'static str,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    const MIN_TOTAL: u64 = 50_000;
+
+    pub fn new(label: &'static str) -> Progress {
+        Progress { label, bar: None }
+    }
+
+    pub fn update(&mut self, done: u64, total: u64) {
+        if self.bar.is_none() && total >= Self::MIN_TOTAL {
+            let bar = ProgressBar::new(total);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(self.label);
+            self.bar = Some(bar);
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_length(total.max(done));
+            bar.set_position(done);
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Collects written bytes and hands whole lines to `output::line` in
+/// chunks, so large exports reach stdout through the one place allowed to
+/// write there, without a call per line.
+#[derive(Default)]
+struct LineSink {
+    buf: Vec<u8>,
+}
+
+impl LineSink {
+    const CHUNK: usize = 64 * 1024;
+
+    /// Emits every complete line held.
+    fn emit_lines(&mut self) {
+        let Some(end) = self.buf.iter().rposition(|&b| b == b'\n') else {
+            return;
+        };
+        let rest = self.buf.split_off(end + 1);
+        self.buf.truncate(end);
+        output::line(String::from_utf8_lossy(&self.buf));
+        self.buf = rest;
+    }
+
+    fn finish(mut self) {
+        self.emit_lines();
+        if !self.buf.is_empty() {
+            output::line(String::from_utf8_lossy(&self.buf));
+        }
+    }
+}
+
+impl Write for LineSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= Self::CHUNK {
+            self.emit_lines();
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_three_forms() {
+        assert_eq!(
+            parse_time("2026-01-01T00:00:00Z").unwrap(),
+            1_767_225_600_000
+        );
+        assert_eq!(parse_time("2026-01-01").unwrap(), 1_767_225_600_000);
+        let ago = parse_time("1h").unwrap();
+        let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        assert!((now - ago - 3_600_000).abs() < 5_000);
+        assert!(parse_time("yesterday-ish").is_err());
+    }
+
+    #[test]
+    fn ranges_must_be_ordered() {
+        let t = TimeArgs {
+            since: Some("2026-01-02".into()),
+            until: Some("2026-01-01".into()),
+        };
+        assert!(t.range().is_err());
+    }
+}
