@@ -83,6 +83,13 @@ impl Server {
         self.child.id()
     }
 
+    /// SIGKILL: the process gets no chance to flush anything.
+    pub fn kill_hard(mut self) -> Child {
+        let _ = self.child.kill();
+        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        child
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
