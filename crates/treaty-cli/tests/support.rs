@@ -86,8 +86,7 @@ impl Server {
     /// SIGKILL: the process gets no chance to flush anything.
     pub fn kill_hard(mut self) -> Child {
         let _ = self.child.kill();
-        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
-        child
+        std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
     }
 
     /// Sends SIGTERM and waits for the exit status.
