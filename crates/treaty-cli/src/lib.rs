@@ -35,6 +35,11 @@ pub enum Command {
     /// Check contracts and explain decisions.
     #[command(subcommand)]
     Contracts(commands::contracts::ContractsCommand),
+    /// Verify, report on and export the ledger of decisions.
+    #[command(subcommand)]
+    Ledger(commands::ledger::LedgerCommand),
+    /// Write a self-contained HTML report of the ledger, with charts.
+    Report(commands::report::HtmlReportArgs),
     /// Create, list and revoke virtual API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
@@ -64,6 +69,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Keys(cmd) => commands::keys::run(cmd).await,
             Command::Contracts(cmd) => commands::contracts::run(cmd).await,
+            Command::Ledger(cmd) => commands::ledger::run(cmd).await,
+            Command::Report(args) => commands::report::run(args).await,
             Command::Emulate(args) => commands::emulate::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
         }

@@ -1,9 +1,17 @@
 //! The only place the CLI writes to stdout and stderr.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(clippy::print_stderr)]
 
-/// One line of normal output.
+use std::io::Write;
+
+/// One line of normal output. A reader that went away (`| head`) ends the
+/// output quietly instead of panicking as `println!` would.
 pub fn line(text: impl std::fmt::Display) {
-    println!("{text}");
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{text}").is_err() {
+        // The pipe is closed: nothing more can be shown; exit as `head`
+        // expects writers to.
+        std::process::exit(0);
+    }
 }
 
 /// An error, with its causes, on stderr.

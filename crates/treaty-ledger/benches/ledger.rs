@@ -55,7 +55,11 @@ fn decision(n: u64) -> Entry {
             host("azure-eastus", true, &["C1-azure-exclusive-stateless"]),
             host("azure-westus", true, &["C1-azure-exclusive-stateless"]),
             host("azure-westeurope", false, &["C8-us-data-in-us"]),
-            host("bedrock-us-east-1", false, &["C1-azure-exclusive-stateless"]),
+            host(
+                "bedrock-us-east-1",
+                false,
+                &["C1-azure-exclusive-stateless"],
+            ),
             host("vllm-onprem", false, &["C1-azure-exclusive-stateless"]),
         ],
         chosen: Some("azure-eastus".into()),
@@ -87,7 +91,11 @@ fn outcome(n: u64) -> Entry {
 }
 
 fn entry(n: u64) -> Entry {
-    if n % 2 == 0 { decision(n) } else { outcome(n) }
+    if n.is_multiple_of(2) {
+        decision(n)
+    } else {
+        outcome(n)
+    }
 }
 
 async fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> Store {
@@ -172,10 +180,7 @@ async fn strict_latencies(ledger: &Ledger, clients: u64, per_client: u64) -> Vec
             let mut out = Vec::with_capacity(per_client as usize);
             for i in 0..per_client {
                 let t = Instant::now();
-                ledger
-                    .append(entry(c * 1_000_000 + i))
-                    .await
-                    .unwrap();
+                ledger.append(entry(c * 1_000_000 + i)).await.unwrap();
                 out.push(t.elapsed());
             }
             out

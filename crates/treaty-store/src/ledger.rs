@@ -84,8 +84,8 @@ macro_rules! checkpoint_columns {
 /// of one per record keeps a 512-record batch at 8 round trips to the
 /// SQLite worker thread. The text holds only generated `$n` placeholders,
 /// never data, which is why asserting it SQL-safe is sound.
-const CHUNKS: [usize; 3] = [64, 8, 1];
-static INSERT_SQL: LazyLock<[Arc<str>; 3]> =
+const CHUNKS: [usize; 6] = [64, 32, 16, 8, 2, 1];
+static INSERT_SQL: LazyLock<[Arc<str>; 6]> =
     LazyLock::new(|| CHUNKS.map(|n| Arc::from(insert_sql(n).as_str())));
 
 fn insert_sql(rows: usize) -> String {
@@ -565,5 +565,28 @@ mod tests {
         exercise(&store).await;
         store.close().await;
         crate::test_pg::drop_database(&url).await;
+    }
+}
+#[cfg(test)]
+mod probe {
+    use super::*;
+    #[tokio::test]
+    #[ignore]
+    async fn zz_probe() {
+        let url = crate::test_pg::fresh_database("probe").await.unwrap();
+        let store = Store::open(&url).await.unwrap();
+        let mut conn = store.ledger_connection().await.unwrap();
+        for (round, n, size) in [(0i64, 64i64, 100usize), (1, 64, 150), (2, 64, 200), (3, 64, 250), (4, 32, 500), (5, 20, 700), (6, 24, 700)] {
+            let rows: Vec<LedgerRow> = (1..=n).map(|i| LedgerRow { seq: round * 1000 + i, kind: "decision".into(), request_id: format!("r{i}"), at_ms: 5, payload: "x".repeat(size), hash: vec![1; 32] }).collect();
+            let t = std::time::Instant::now();
+            let mut tx = conn.begin().await.unwrap();
+            tx.lock_head().await.unwrap();
+            let t1 = t.elapsed();
+            tx.insert_records(&rows).await.unwrap();
+            let t2 = t.elapsed();
+            tx.set_head(1, &[0; 32]).await.unwrap();
+            tx.commit().await.unwrap();
+            eprintln!("n {n} size {size} lock {t1:?} insert {t2:?} total {:?}", t.elapsed());
+        }
     }
 }

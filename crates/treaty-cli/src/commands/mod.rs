@@ -4,6 +4,8 @@ pub mod contracts;
 pub mod demo;
 pub mod emulate;
 pub mod keys;
+pub mod ledger;
+pub mod report;
 pub mod serve;
 
 /// Resolves on Ctrl-C or SIGTERM.

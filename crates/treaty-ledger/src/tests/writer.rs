@@ -210,3 +210,20 @@ async fn two_writers_build_one_chain(db: Db) {
     db.finish().await;
 }
 on_both!(two_writers_build_one_chain);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn zz_pg_throughput_probe() {
+    let Some(db) = Db::postgres().await else { return };
+    let store = db.store().await;
+    let ledger = Ledger::open(store.clone(), settings(1000)).await.unwrap();
+    for round in 0..3 {
+        let t = std::time::Instant::now();
+        let futs: Vec<_> = (0..4096u64).map(|i| ledger.append(entry(i))).collect();
+        for f in futs { f.await.unwrap(); }
+        let s = ledger.stats();
+        eprintln!("round {round}: {:?} for 4096; stats {s:?}", t.elapsed());
+    }
+    ledger.shutdown().await.unwrap();
+    db.finish().await;
+}
