@@ -30,6 +30,11 @@
 //! make the chain evidence to a third party, who should pass the public
 //! key they pinned (`--pubkey`), since the store holds the secret.
 //!
+//! A run covers the chain up to the head as read when it starts, so it can
+//! run beside gateways that keep appending; records they add meanwhile are
+//! left for the next run, and only what lies beyond the head at the end of
+//! the run is reported as `beyond_head`.
+//!
 //! A range (`from`) starts from the latest valid signed checkpoint before
 //! it when there is one (the records between are verified too), else from
 //! the stored hash of the record before it, as the report's `anchor` says.
@@ -271,7 +276,12 @@ impl Verifier<'_> {
                 format!("the head's hash is {} bytes, not 32", head_hash.len()),
             )));
         };
-        let (lo, hi) = self.store.ledger_seq_bounds().await?;
+        if from > head_seq + 1 {
+            return Err(LedgerError::Range(format!(
+                "--from {from} is past the head (seq {head_seq})"
+            )));
+        }
+        let (lo, _) = self.store.ledger_seq_bounds().await?;
         if let Some(lo) = lo
             && lo < 1
         {
@@ -288,10 +298,11 @@ impl Verifier<'_> {
         self.report.anchor = anchor;
         let start = anchor.seq + 1;
         self.report.first = start;
-        let end = options.to.unwrap_or(u64::MAX).min(i64::MAX as u64);
-        let total = end
-            .min(head_seq.max(hi.unwrap_or(0).max(0) as u64))
-            .saturating_sub(start - 1);
+        // Up to the head as read at the start: records a running gateway
+        // commits meanwhile are not part of this run (see the end).
+        let end = options.to.map_or(head_seq, |to| to.min(head_seq));
+        let reaches_head = options.to.is_none_or(|to| to >= head_seq);
+        let total = end.saturating_sub(start - 1);
         let mut checkpoints = Checkpoints {
             store: self.store,
             after: start as i64 - 1,
@@ -367,50 +378,69 @@ impl Verifier<'_> {
         }
         let last = expected - 1;
         // Records the range should hold but does not.
-        let must_reach = options.to.map_or(head_seq, |to| to.min(head_seq));
-        if last < must_reach {
-            let kind = if options.to.is_none() || must_reach == head_seq {
-                ProblemKind::Truncated
+        if last < end {
+            return Ok(Some(if reaches_head {
+                problem(
+                    last + 1,
+                    ProblemKind::Truncated,
+                    format!(
+                        "the head names seq {head_seq} but the chain ends at seq {last}: records {} to {head_seq} are missing",
+                        last + 1
+                    ),
+                )
             } else {
-                ProblemKind::Deleted
-            };
+                problem(
+                    last + 1,
+                    ProblemKind::Deleted,
+                    format!("records {} to {end} are missing", last + 1),
+                )
+            }));
+        }
+        if !reaches_head {
+            return Ok(None);
+        }
+        if prev != head_hash {
             return Ok(Some(problem(
-                last + 1,
-                kind,
+                head_seq,
+                ProblemKind::HeadMismatch,
                 format!(
-                    "the head names seq {head_seq} but the chain ends at seq {last}: records {} to {must_reach} are missing",
-                    last + 1
+                    "the head's hash {} is not record {head_seq}'s hash {}",
+                    hex::encode(head_hash),
+                    hex::encode(prev)
                 ),
             )));
         }
-        if options.to.is_none_or(|to| to >= head_seq) {
-            if last > head_seq {
-                return Ok(Some(problem(
-                    head_seq + 1,
-                    ProblemKind::BeyondHead,
-                    format!(
-                        "records {} to {last} follow the head (seq {head_seq}): inserted after the head, or the head was moved back",
-                        head_seq + 1
-                    ),
-                )));
-            }
-            if last == head_seq && prev != head_hash {
-                return Ok(Some(problem(
-                    head_seq,
-                    ProblemKind::HeadMismatch,
-                    format!(
-                        "the head's hash {} is not record {head_seq}'s hash {}",
-                        hex::encode(head_hash),
-                        hex::encode(prev)
-                    ),
-                )));
-            }
-        }
-        // Checkpoints naming records past the end of the chain.
-        if let Some(cp) = checkpoints.next_upto(u64::MAX).await?
-            && let Some(p) = self.checkpoint(&cp, None)?
+        // Nothing may lie beyond the head. Records, checkpoints and the head
+        // move in one transaction, so reading the last record and checkpoint
+        // *before* the head again sees nothing the head does not cover, even
+        // while a gateway appends.
+        let (_, hi) = self.store.ledger_seq_bounds().await?;
+        let last_cp = self
+            .store
+            .ledger_checkpoint_at_or_before(i64::MAX)
+            .await?
+            .map(|cp| cp.seq);
+        let head_now = self.store.ledger_head().await?.seq;
+        if let Some(hi) = hi
+            && hi > head_now
         {
-            return Ok(Some(p));
+            let after = head_now.max(0) as u64 + 1;
+            return Ok(Some(problem(
+                after,
+                ProblemKind::BeyondHead,
+                format!(
+                    "records {after} to {hi} follow the head (seq {head_now}): inserted after the head, or the head was moved back"
+                ),
+            )));
+        }
+        if let Some(cp) = last_cp
+            && cp > head_now
+        {
+            return Ok(Some(problem(
+                cp as u64,
+                ProblemKind::CheckpointMismatch,
+                format!("a checkpoint names seq {cp}, past the head (seq {head_now})"),
+            )));
         }
         Ok(None)
     }

@@ -80,13 +80,42 @@ macro_rules! checkpoint_columns {
     };
 }
 
-/// Multi-row inserts of 64, 8 and 1 rows: one statement per chunk instead
-/// of one per record keeps a 512-record batch at 8 round trips to the
-/// SQLite worker thread. The text holds only generated `$n` placeholders,
-/// never data, which is why asserting it SQL-safe is sound.
-const CHUNKS: [usize; 6] = [64, 32, 16, 8, 2, 1];
-static INSERT_SQL: LazyLock<[Arc<str>; 6]> =
+/// Multi-row inserts of up to 64 rows: one statement per chunk instead of
+/// one per record keeps a 512-record batch at 8 round trips to the SQLite
+/// worker thread. The text holds only generated `$n` placeholders, never
+/// data, which is why asserting it SQL-safe is sound.
+const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+static INSERT_SQL: LazyLock<[Arc<str>; 7]> =
     LazyLock::new(|| CHUNKS.map(|n| Arc::from(insert_sql(n).as_str())));
+
+/// On PostgreSQL a statement's bound data is kept under this many bytes.
+/// sqlx 0.9.0 no longer sets TCP_NODELAY (sqlx issue #4335, fixed after
+/// 0.9.0): a message it writes in more than one piece then waits for the
+/// server's delayed ACK, 40 ms, which measured here from about 16 KiB on.
+/// Smaller statements cost a round trip each (~0.3 ms on loopback) and
+/// never stall. Remove the cap once sqlx sets TCP_NODELAY again.
+const PG_STATEMENT_BYTES: usize = 12 * 1024;
+
+/// Bytes a row adds to an insert message, roughly: the values plus the
+/// per-parameter framing.
+fn wire_size(r: &LedgerRow) -> usize {
+    r.payload.len() + r.request_id.len() + r.kind.len() + r.hash.len() + 64
+}
+
+/// How many of `rows` the next statement takes, and which statement.
+fn next_chunk(rows: &[LedgerRow], backend: Backend) -> (usize, usize) {
+    let budget = match backend {
+        Backend::Sqlite => usize::MAX,
+        Backend::Postgres => PG_STATEMENT_BYTES,
+    };
+    for (i, &n) in CHUNKS.iter().enumerate() {
+        if n <= rows.len() && rows[..n].iter().map(wire_size).sum::<usize>() <= budget {
+            return (i, n);
+        }
+    }
+    // A single row is always sent, whatever its size.
+    (CHUNKS.len() - 1, 1)
+}
 
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(concat!(
@@ -135,6 +164,7 @@ fn checkpoint_from_row(row: &sqlx::any::AnyRow) -> Result<CheckpointRow, StoreEr
 /// A pooled connection kept by one ledger writer for its whole life.
 pub struct LedgerConnection {
     conn: PoolConnection<Any>,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for LedgerConnection {
@@ -146,6 +176,7 @@ impl std::fmt::Debug for LedgerConnection {
 /// One batch: lock the head, insert, move the head, commit.
 pub struct LedgerTx<'c> {
     tx: sqlx::Transaction<'c, Any>,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for LedgerTx<'_> {
@@ -157,7 +188,10 @@ impl std::fmt::Debug for LedgerTx<'_> {
 impl LedgerConnection {
     pub async fn begin(&mut self) -> Result<LedgerTx<'_>, StoreError> {
         let tx = self.conn.begin().await?;
-        Ok(LedgerTx { tx })
+        Ok(LedgerTx {
+            tx,
+            backend: self.backend,
+        })
     }
 }
 
@@ -187,12 +221,7 @@ impl LedgerTx<'_> {
     pub async fn insert_records(&mut self, rows: &[LedgerRow]) -> Result<(), StoreError> {
         let mut rest = rows;
         while !rest.is_empty() {
-            let (i, n) = CHUNKS
-                .iter()
-                .enumerate()
-                .find(|(_, n)| **n <= rest.len())
-                .map(|(i, n)| (i, *n))
-                .unwrap_or((CHUNKS.len() - 1, 1));
+            let (i, n) = next_chunk(rest, self.backend);
             let (chunk, tail) = rest.split_at(n);
             let mut query = sqlx::query(AssertSqlSafe(INSERT_SQL[i].clone()));
             for r in chunk {
@@ -252,7 +281,10 @@ impl Store {
         if self.backend == Backend::Sqlite {
             conn.execute("PRAGMA synchronous = FULL").await?;
         }
-        Ok(LedgerConnection { conn })
+        Ok(LedgerConnection {
+            conn,
+            backend: self.backend,
+        })
     }
 
     pub async fn ledger_head(&self) -> Result<LedgerHead, StoreError> {
@@ -540,6 +572,25 @@ mod tests {
     }
 
     #[test]
+    fn postgres_statements_stay_small() {
+        let rows: Vec<LedgerRow> = (1..=100)
+            .map(|i| LedgerRow {
+                payload: "x".repeat(700),
+                ..row(i)
+            })
+            .collect();
+        assert_eq!(next_chunk(&rows, Backend::Sqlite), (0, 64));
+        let (_, n) = next_chunk(&rows, Backend::Postgres);
+        assert_eq!(n, 8);
+        assert!(rows[..n].iter().map(wire_size).sum::<usize>() <= PG_STATEMENT_BYTES);
+        let huge = [LedgerRow {
+            payload: "x".repeat(100_000),
+            ..row(1)
+        }];
+        assert_eq!(next_chunk(&huge, Backend::Postgres), (CHUNKS.len() - 1, 1));
+    }
+
+    #[test]
     fn insert_statements_number_every_placeholder() {
         assert_eq!(
             insert_sql(2),
@@ -554,6 +605,13 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("l.db").display());
         let store = Store::open(&url).await.unwrap();
         exercise(&store).await;
+        // The ledger's commits sync the WAL.
+        let mut conn = store.ledger_connection().await.unwrap();
+        let row = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&mut *conn.conn)
+            .await
+            .unwrap();
+        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 2, "FULL");
     }
 
     #[tokio::test]
@@ -565,28 +623,5 @@ mod tests {
         exercise(&store).await;
         store.close().await;
         crate::test_pg::drop_database(&url).await;
-    }
-}
-#[cfg(test)]
-mod probe {
-    use super::*;
-    #[tokio::test]
-    #[ignore]
-    async fn zz_probe() {
-        let url = crate::test_pg::fresh_database("probe").await.unwrap();
-        let store = Store::open(&url).await.unwrap();
-        let mut conn = store.ledger_connection().await.unwrap();
-        for (round, n, size) in [(0i64, 64i64, 100usize), (1, 64, 150), (2, 64, 200), (3, 64, 250), (4, 32, 500), (5, 20, 700), (6, 24, 700)] {
-            let rows: Vec<LedgerRow> = (1..=n).map(|i| LedgerRow { seq: round * 1000 + i, kind: "decision".into(), request_id: format!("r{i}"), at_ms: 5, payload: "x".repeat(size), hash: vec![1; 32] }).collect();
-            let t = std::time::Instant::now();
-            let mut tx = conn.begin().await.unwrap();
-            tx.lock_head().await.unwrap();
-            let t1 = t.elapsed();
-            tx.insert_records(&rows).await.unwrap();
-            let t2 = t.elapsed();
-            tx.set_head(1, &[0; 32]).await.unwrap();
-            tx.commit().await.unwrap();
-            eprintln!("n {n} size {size} lock {t1:?} insert {t2:?} total {:?}", t.elapsed());
-        }
     }
 }

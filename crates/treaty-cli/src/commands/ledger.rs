@@ -369,9 +369,9 @@ impl Progress {
     pub fn update(&mut self, done: u64, total: u64) {
         if self.bar.is_none() && total >= Self::MIN_TOTAL {
             let bar = ProgressBar::new(total);
-            if let Ok(style) =
-                ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
-            {
+            if let Ok(style) = ProgressStyle::with_template(
+                "{msg} [{bar:40}] {human_pos}/{human_len} ({eta} left)",
+            ) {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_message(self.label);

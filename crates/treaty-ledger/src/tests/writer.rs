@@ -211,19 +211,29 @@ async fn two_writers_build_one_chain(db: Db) {
 }
 on_both!(two_writers_build_one_chain);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn zz_pg_throughput_probe() {
-    let Some(db) = Db::postgres().await else { return };
+async fn verify_runs_beside_a_writer(db: Db) {
     let store = db.store().await;
-    let ledger = Ledger::open(store.clone(), settings(1000)).await.unwrap();
-    for round in 0..3 {
-        let t = std::time::Instant::now();
-        let futs: Vec<_> = (0..4096u64).map(|i| ledger.append(entry(i))).collect();
-        for f in futs { f.await.unwrap(); }
-        let s = ledger.stats();
-        eprintln!("round {round}: {:?} for 4096; stats {s:?}", t.elapsed());
+    let ledger = Ledger::open(store.clone(), settings(100)).await.unwrap();
+    for i in 1..=300 {
+        drop(ledger.append(entry(i)));
     }
+    ledger.flush().await.unwrap();
+    let writer = {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            for i in 301..=1500u64 {
+                ledger.append(entry(i)).await.unwrap();
+            }
+        })
+    };
+    for _ in 0..5 {
+        let report = verify(&store, VerifyOptions::default(), |_, _| {})
+            .await
+            .unwrap();
+        assert!(report.ok, "{report:?}");
+    }
+    writer.await.unwrap();
     ledger.shutdown().await.unwrap();
     db.finish().await;
 }
+on_both!(verify_runs_beside_a_writer);
