@@ -76,7 +76,7 @@ CASES = {
         lambda c: c.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "hi [[fault:status=500]]"}]
         ),
-        openai.InternalServerError, 503, "no_host_available",
+        openai.InternalServerError, 503, "allowed_hosts_unavailable",
     ),
 }
 
@@ -103,3 +103,28 @@ def test_error_reaches_the_sdk_as_its_exception(case: Case, client_for, key):
         assert secret.removeprefix("tk-") not in shown
     if case.status == 429:
         assert e.response.headers.get("retry-after") == "1"
+
+
+def test_a_contract_refusal_is_a_permission_error_naming_the_clause(client_for):
+    # Under reading-openai (C4, from 2026-02-27) gcp-marketplace may not
+    # sell frontier: the SDK raises PermissionDeniedError and the clause is
+    # named in the message and the x-treaty-clauses header.
+    client = client_for(product="frontier", tenant="acme", channel="gcp-marketplace")
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=HI)
+    err = info.value
+    assert err.status_code == 403
+    assert err.body["code"] == "contract_refused"
+    assert "C4" in err.message
+    assert err.response.headers["x-treaty-clauses"] == "C4"
+
+
+def test_a_preferred_host_outside_the_contract_is_refused(client_for):
+    # C1: stateless API calls run only on Azure; asking for Bedrock is
+    # refused, never a way around the clause.
+    client = client_for()
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client.chat.completions.create(
+            model="gpt-4o", messages=HI, extra_headers={"x-treaty-prefer-host": "bedrock-useast1"}
+        )
+    assert "C1" in info.value.response.headers["x-treaty-clauses"]
