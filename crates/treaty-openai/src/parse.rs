@@ -72,3 +72,38 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{ChatCompletionRequest, EmbeddingsRequest};
+
+    proptest! {
+        /// Whatever a client sends, parsing answers with a typed request or
+        /// a ParseError: never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_json::<ChatCompletionRequest>(&bytes);
+            let _ = parse_json::<EmbeddingsRequest>(&bytes);
+        }
+
+        /// Mutations of a valid request: a type error names a field path
+        /// that exists in the document (a missing field is named although
+        /// it is absent, as it should be).
+        #[test]
+        fn mutated_requests_fail_precisely(cut in 0usize..120, junk in "[\\[\\]{}\",:0-9a-z ]{0,6}") {
+            let valid = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"n":1,"stream":false}"#;
+            let cut = cut.min(valid.len());
+            let text = format!("{}{}{}", &valid[..cut], junk, &valid[cut..]);
+            if let Err(e) = parse_json::<ChatCompletionRequest>(text.as_bytes()) {
+                prop_assert!(!e.message.is_empty());
+                if let Some(p) = e.param.as_ref().filter(|_| !e.message.contains("missing field")) {
+                    let root = p.split(['.', '[']).next().unwrap_or_default();
+                    prop_assert!(text.contains(root), "param {p} not in {text}");
+                }
+            }
+        }
+    }
+}
