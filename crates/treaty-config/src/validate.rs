@@ -429,10 +429,7 @@ fn host(i: usize, h: RawHost, base_dir: &Path, env: &dyn Env) -> Result<HostConf
             r#"provider = "azure_openai""#,
         )
     })?;
-    if matches!(
-        provider,
-        ProviderKind::Bedrock | ProviderKind::Anthropic | ProviderKind::Gemini
-    ) {
+    if matches!(provider, ProviderKind::Bedrock | ProviderKind::Gemini) {
         return Err(ConfigError::invalid(
             format!("{key}.provider"),
             format!(
@@ -462,7 +459,10 @@ fn host(i: usize, h: RawHost, base_dir: &Path, env: &dyn Env) -> Result<HostConf
         None => None,
         Some(s) => Some(secret(&format!("{key}.api_key"), s, base_dir, env)?),
     };
-    let needs_key = matches!(provider, ProviderKind::Openai | ProviderKind::AzureOpenai);
+    let needs_key = matches!(
+        provider,
+        ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::Anthropic
+    );
     if needs_key && api_key.is_none() {
         return Err(ConfigError::invalid(
             format!("{key}.api_key"),

@@ -72,10 +72,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 "/v1/embeddings",
                 api(MethodFilter::POST, Endpoint::Embeddings, Flavor::OpenAi),
             ),
-            (
-                "/v1/models",
-                api(MethodFilter::GET, Endpoint::Models, Flavor::OpenAi),
-            ),
+            // Anthropic's model list is asked for with `x-api-key`;
+            // everything else is the OpenAI one.
+            ("/v1/models", get(crate::anthropic::models_any)),
+            ("/v1/messages", post(crate::anthropic::messages)),
             (
                 "/openai/deployments/{deployment}/chat/completions",
                 api(MethodFilter::POST, Endpoint::Chat, Flavor::AzureDeployment),

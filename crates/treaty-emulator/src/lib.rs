@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+mod anthropic;
 mod app;
 mod auth;
 mod bulk;

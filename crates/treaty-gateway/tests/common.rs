@@ -24,7 +24,7 @@ pub struct Harness {
     pub key: String,
     /// tenant acme, channel direct, product chat (no embeddings).
     pub chat_key: String,
-    _dir: tempfile::TempDir,
+    pub _dir: tempfile::TempDir,
 }
 
 pub fn config_text(extra_server: &str) -> String {

@@ -14,6 +14,7 @@
 //! and gateway do), never writes to the client, and never lets a secret, an
 //! internal URL or a raw upstream body reach an error message.
 
+mod anthropic;
 mod client;
 mod error;
 mod exchange;
@@ -140,7 +141,14 @@ pub fn for_host(
         ProviderKind::Openai => openai_family::Flavor::openai(&id, &host.endpoint)?,
         ProviderKind::AzureOpenai => openai_family::Flavor::azure(&id, &host.endpoint)?,
         ProviderKind::OpenaiCompatible => openai_family::Flavor::compatible(&id, &host.endpoint)?,
-        kind @ (ProviderKind::Bedrock | ProviderKind::Anthropic | ProviderKind::Gemini) => {
+        ProviderKind::Anthropic => {
+            return Ok(Arc::new(anthropic::Anthropic::new(
+                id,
+                &host.endpoint,
+                http,
+            )?));
+        }
+        kind @ (ProviderKind::Bedrock | ProviderKind::Gemini) => {
             return Err(ProviderError::Unsupported { host: id, kind });
         }
     };
