@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Server, http, treaty, write_example};
+use support::{Server, http, write_example};
 use treaty_emulator::{Emulator, EmulatorConfig};
 
 async fn recorded_decisions(db: &str) -> HashSet<String> {
@@ -58,24 +58,7 @@ async fn sigkill_under_load_loses_no_acknowledged_decision() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_example(dir.path());
     let db = format!("sqlite://{}", dir.path().join("treaty.db").display());
-    let created = treaty(&[
-        "keys",
-        "create",
-        "--config",
-        config.to_str().unwrap(),
-        "--tenant",
-        "acme",
-        "--channel",
-        "direct",
-        "--product",
-        "api",
-        "--format",
-        "json",
-    ]);
-    let key = serde_json::from_slice::<Value>(&created.stdout).unwrap()["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = support::create_key(&config, "acme", "direct", "api");
 
     let mut answered_total = 0;
     let mut previous = 0;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::json;
-use support::{Server, http, rss_kib, treaty, write_example};
+use support::{Server, http, rss_kib, write_example};
 use treaty_emulator::{Emulator, EmulatorConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,24 +27,7 @@ async fn a_10_mb_stream_passes_with_flat_memory() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = write_example(dir.path());
-    let created = treaty(&[
-        "keys",
-        "create",
-        "--config",
-        config.to_str().unwrap(),
-        "--tenant",
-        "acme",
-        "--channel",
-        "direct",
-        "--product",
-        "api",
-        "--format",
-        "json",
-    ]);
-    let key = serde_json::from_slice::<serde_json::Value>(&created.stdout).unwrap()["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = support::create_key(&config, "acme", "direct", "api");
     let server = Server::start(&config, &emulator.url());
     let pid = server.pid();
     let client = http();

@@ -38,6 +38,31 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Mints a key through the CLI and returns its secret.
+pub fn create_key(config: &Path, tenant: &str, channel: &str, product: &str) -> String {
+    let out = treaty(&[
+        "keys",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+        "--tenant",
+        tenant,
+        "--channel",
+        channel,
+        "--product",
+        product,
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["secret"].as_str().unwrap().to_owned()
+}
+
 pub fn treaty(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)

@@ -32,19 +32,7 @@ pub(crate) struct EmbeddingView<'a> {
 
 impl<'a> EmbeddingView<'a> {
     pub(crate) fn parse(body: &'a Value, deployment: Option<&'a str>) -> Result<Self, ApiError> {
-        let body = body
-            .as_object()
-            .ok_or_else(|| ApiError::invalid_request("The request body must be a JSON object."))?;
-        let model = match deployment {
-            Some(deployment) => deployment,
-            None => body
-                .get("model")
-                .and_then(Value::as_str)
-                .filter(|model| !model.is_empty())
-                .ok_or_else(|| {
-                    ApiError::invalid_param("model", "you must provide a model parameter")
-                })?,
-        };
+        let (body, model) = crate::reply::object_and_model(body, deployment)?;
         let inputs = parse_inputs(body.get("input").unwrap_or(&Value::Null))?;
         let dimensions = match body.get("dimensions") {
             None | Some(Value::Null) => DEFAULT_DIMENSIONS,

@@ -34,22 +34,32 @@ pub(crate) struct ChatView<'a> {
     pub(crate) last_user_text: Cow<'a, str>,
 }
 
+/// The body as an object and the model it names: the Azure deployment from
+/// the path when there is one, else the body's non-empty `model`.
+pub(crate) fn object_and_model<'a>(
+    body: &'a Value,
+    deployment: Option<&'a str>,
+) -> Result<(&'a serde_json::Map<String, Value>, &'a str), ApiError> {
+    let body = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid_request("The request body must be a JSON object."))?;
+    let model = match deployment {
+        Some(deployment) => deployment,
+        None => body
+            .get("model")
+            .and_then(Value::as_str)
+            .filter(|model| !model.is_empty())
+            .ok_or_else(|| {
+                ApiError::invalid_param("model", "you must provide a model parameter")
+            })?,
+    };
+    Ok((body, model))
+}
+
 impl<'a> ChatView<'a> {
     /// `deployment` (Azure deployment routes) names the model instead of the body.
     pub(crate) fn parse(body: &'a Value, deployment: Option<&'a str>) -> Result<Self, ApiError> {
-        let body = body
-            .as_object()
-            .ok_or_else(|| ApiError::invalid_request("The request body must be a JSON object."))?;
-        let model = match deployment {
-            Some(deployment) => deployment,
-            None => body
-                .get("model")
-                .and_then(Value::as_str)
-                .filter(|model| !model.is_empty())
-                .ok_or_else(|| {
-                    ApiError::invalid_param("model", "you must provide a model parameter")
-                })?,
-        };
+        let (body, model) = object_and_model(body, deployment)?;
         let messages = body
             .get("messages")
             .and_then(Value::as_array)
