@@ -16,20 +16,24 @@ macro_rules! example_files {
 example_files!(
     "treaty.toml",
     "secrets/emulator.key",
+    "secrets/webhook.key",
     "contracts/README.md",
     "contracts/reading-aws/classification.toml",
     "contracts/reading-aws/distribution.cedar",
     "contracts/reading-aws/hosting.cedar",
     "contracts/reading-aws/preferences.cedar",
     "contracts/reading-aws/residency.cedar",
+    "contracts/reading-aws/tools.cedar",
     "contracts/reading-microsoft/distribution.cedar",
     "contracts/reading-microsoft/hosting.cedar",
     "contracts/reading-microsoft/preferences.cedar",
     "contracts/reading-microsoft/residency.cedar",
+    "contracts/reading-microsoft/tools.cedar",
     "contracts/reading-openai/distribution.cedar",
     "contracts/reading-openai/hosting.cedar",
     "contracts/reading-openai/preferences.cedar",
     "contracts/reading-openai/residency.cedar",
+    "contracts/reading-openai/tools.cedar",
 );
 
 /// The emulator key the example's hosts present.

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod agents;
+pub use agents::{AgentsConfig, ConnectorConfig, ConnectorTransport, WebhookConfig};
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::ConfigError;
 pub use secret::Secret;
@@ -44,6 +46,7 @@ pub struct Config {
     pub classification: ClassificationConfig,
     pub routing: RoutingConfig,
     pub ledger: LedgerConfig,
+    pub agents: AgentsConfig,
     /// Committed spend per cloud, for preference clauses such as P1.
     pub commitments: Vec<CommitmentConfig>,
 }

@@ -29,6 +29,8 @@ pub(crate) struct RawConfig {
     pub commitments: Vec<RawCommitment>,
     #[serde(default)]
     pub classification: RawClassification,
+    #[serde(default)]
+    pub agents: crate::agents::RawAgents,
 }
 
 #[derive(Debug, Deserialize)]

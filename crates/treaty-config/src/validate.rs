@@ -21,7 +21,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY: u64 = 8 * 1024 * 1024;
 
 pub(crate) fn validate(
-    raw: RawConfig,
+    mut raw: RawConfig,
     base_dir: &Path,
     env: &dyn Env,
 ) -> Result<Config, ConfigError> {
@@ -302,8 +302,17 @@ pub(crate) fn validate(
         });
     }
 
+    let agents = crate::agents::validate(
+        std::mem::take(&mut raw.agents),
+        base_dir,
+        env,
+        duration,
+        |key, s| secret(key, s, base_dir, env),
+    )?;
+
     Ok(Config {
         base_dir: base_dir.to_path_buf(),
+        agents,
         routing,
         ledger,
         commitments,

@@ -9,6 +9,11 @@
 //! entities: clauses that can never apply, permits fully shadowed by
 //! forbids, and permit/forbid pairs that can match the same request.
 //!
+//! Tool use (`use`) has no table to walk (tools are not configured
+//! entities): enumeration only reports a reading that governs tool use with
+//! no permit for it in force, and never calls a `use`-only clause unmatched;
+//! the symbolic checks treat `use` like every other action.
+//!
 //! Severity: dead zones are errors (`check` exits 1); everything else is a
 //! warning. Schema violations never reach this module: they stop loading.
 
@@ -23,7 +28,7 @@ use serde::Serialize;
 use time::Date;
 use treaty_domain::{ProductKind, WorkloadClass};
 
-use crate::clause::{ClauseId, format_date};
+use crate::clause::{ClauseId, ContractAction, Effect, format_date};
 use crate::contracts::Contracts;
 use crate::table::Coord;
 
@@ -82,6 +87,9 @@ pub enum FindingKind {
     Conflict,
     /// The clause can raise an evaluation error, and is then ignored.
     MayError,
+    /// The reading governs tool use (a clause names `use`) but no permit
+    /// for `use` is in force: every tool call is refused.
+    ToolsRefused,
 }
 
 /// One finding, with the clauses involved and, where there is one, a
@@ -374,9 +382,40 @@ fn refused_by(clauses: &[ClauseId]) -> String {
     }
 }
 
+/// Tool use governed, but no permit for it in force: every call refused.
+/// A warning, not an error: a reading may mean to refuse all tools.
+fn tools_refused(c: &Contracts, findings: &mut Vec<Finding>) {
+    if !c.tools.governed() {
+        return;
+    }
+    let segments: Vec<usize> = (0..c.table.segments())
+        .filter(|&s| !c.tools.permit_in_force(s))
+        .collect();
+    if segments.is_empty() {
+        return;
+    }
+    let forbids: Vec<ClauseId> = c
+        .clauses()
+        .iter()
+        .filter(|cl| cl.applies_to(ContractAction::Use) && cl.effect == Effect::Forbid)
+        .map(|cl| cl.id.clone())
+        .collect();
+    findings.push(Finding {
+        severity: Severity::Warning,
+        kind: FindingKind::ToolsRefused,
+        message: format!(
+            "every tool call is refused {}: clauses name action \"use\", so tool use is no longer unrestricted, and no permit for it is in force (add e.g. permit (principal, action == Action::\"use\", resource);)",
+            days_of(c, &segments)
+        ),
+        clauses: forbids,
+        counterexample: None,
+    });
+}
+
 pub(crate) fn run(c: &Contracts, opts: &CheckOptions) -> CheckReport {
     let mut findings = Vec::new();
     dead_zones(c, &mut findings);
+    tools_refused(c, &mut findings);
     for w in &c.warnings {
         findings.push(Finding {
             severity: Severity::Warning,
@@ -397,14 +436,24 @@ pub(crate) fn run(c: &Contracts, opts: &CheckOptions) -> CheckReport {
             .ever_matched
             .get(i / 64)
             .is_some_and(|w| w & (1 << (i % 64)) != 0);
-        if !matched && !never.contains(&clause.id) {
+        // The table holds no tool calls, so a clause only about `use`
+        // matches none of it by construction.
+        let tools_only = clause.actions == [ContractAction::Use];
+        if !matched && !tools_only && !never.contains(&clause.id) {
             findings.push(Finding {
                 severity: Severity::Warning,
                 kind: FindingKind::NeverAppliesHere,
                 clauses: vec![clause.id.clone()],
                 message: format!(
-                    "clause {} ({}:{}) matches no request over the configured tenants, channels, products, hosts and instance",
-                    clause.id, clause.file, clause.line
+                    "clause {} ({}:{}) matches no request over the configured tenants, channels, products, hosts and instance{}",
+                    clause.id,
+                    clause.file,
+                    clause.line,
+                    if clause.applies_to(ContractAction::Use) {
+                        " (tool calls, which it may also match, are not enumerated)"
+                    } else {
+                        ""
+                    }
                 ),
                 counterexample: None,
             });

@@ -74,14 +74,18 @@ pub enum ContractAction {
     Hold,
     /// Which allowed hosts to prefer.
     Prefer,
+    /// May this tenant's agents call this tool? Decided per call, not
+    /// tabulated (see [`crate::Contracts::may_use`]).
+    Use,
 }
 
 impl ContractAction {
-    pub const ALL: [ContractAction; 4] = [
+    pub const ALL: [ContractAction; 5] = [
         ContractAction::Admit,
         ContractAction::Host,
         ContractAction::Hold,
         ContractAction::Prefer,
+        ContractAction::Use,
     ];
 
     /// The Cedar action id, `Action::"<name>"`.
@@ -91,6 +95,7 @@ impl ContractAction {
             ContractAction::Host => "host",
             ContractAction::Hold => "hold",
             ContractAction::Prefer => "prefer",
+            ContractAction::Use => "use",
         }
     }
 
@@ -115,6 +120,9 @@ pub enum ClauseKind {
     Holding,
     /// `@kind("preference")`, scoped to `prefer`: ranks, never widens.
     Preference,
+    /// Scoped to `use` (and to no action above): which tools tenants'
+    /// agents may call.
+    Tools,
 }
 
 /// When a clause is in force: whole UTC days, both ends included.

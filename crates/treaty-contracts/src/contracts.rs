@@ -2,7 +2,8 @@
 //!
 //! Loading parses and validates the reading's `.cedar` files, then computes
 //! the verdict table over the configured entities. After that the value is
-//! immutable, `Send + Sync`, and deciding is a lookup.
+//! immutable, `Send + Sync`, and deciding is a lookup; deciding a tool call
+//! (`may_use`) is one Cedar call.
 
 use std::path::Path;
 
@@ -11,12 +12,15 @@ use treaty_domain::{Channel, HostId, Instance, Product, Tenant};
 
 use crate::check::{self, CheckOptions, CheckReport};
 use crate::clause::Clause;
-use crate::decision::{Decision, Explanation, HostSet, HostVerdict, Query, RuntimeVerdict};
+use crate::decision::{
+    Decision, Explanation, HostSet, HostVerdict, Query, RuntimeVerdict, ToolRef, ToolVerdict,
+};
 use crate::entities::{self, Entities};
 use crate::error::{ContractError, SourceError};
 use crate::schema;
 use crate::source;
 use crate::table::Table;
+use crate::tools::ToolRules;
 
 /// The configured entities, owned, for `check` and for explanations.
 #[derive(Debug, Clone)]
@@ -36,6 +40,7 @@ pub struct Contracts {
     pub(crate) policies: Vec<Policy>,
     pub(crate) schema: Schema,
     pub(crate) table: Table,
+    pub(crate) tools: ToolRules,
     pub(crate) entities: OwnedEntities,
     host_ids: Vec<HostId>,
     pub(crate) warnings: Vec<SourceError>,
@@ -87,12 +92,14 @@ impl Contracts {
             });
         }
         let table = Table::build(&parsed.clauses, &parsed.policies, &entities, &schema)?;
+        let tools = ToolRules::build(&parsed.clauses, &parsed.policies, &entities)?;
         Ok(Contracts {
             reading: reading.to_owned(),
             clauses: parsed.clauses,
             policies: parsed.policies,
             schema,
             table,
+            tools,
             host_ids: entities.hosts.iter().map(|h| h.id.clone()).collect(),
             entities: OwnedEntities {
                 tenants: entities.tenants.to_vec(),
@@ -191,6 +198,21 @@ impl Contracts {
                 .filter_map(|i| self.host_ids.get(i).cloned())
                 .collect(),
         }
+    }
+
+    /// May the query's tenant's agent call `tool` during this request (an
+    /// agent run's tool step)? One Cedar evaluation of the clauses applying
+    /// to action `use` in force at `q.at_unix_ms`, windows applied as for
+    /// every other action.
+    ///
+    /// If no clause of the reading names `use`, tool use is unrestricted:
+    /// allowed, `unrestricted: true`, no clause. Otherwise Cedar's rules
+    /// hold (forbid wins, no permit means refused), and a query naming an
+    /// unknown tenant, channel, product or data classification is refused
+    /// with no clause, as [`Contracts::decide`] does.
+    pub fn may_use(&self, q: &Query<'_>, tool: &ToolRef<'_>) -> ToolVerdict {
+        let known = self.table.knows_data_classification(q.data_classification);
+        self.tools.decide(&self.schema, q, tool, known)
     }
 
     /// Static analysis for `treaty contracts check`: dead zones by

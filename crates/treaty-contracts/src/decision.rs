@@ -3,6 +3,7 @@
 //! [`Decision`] borrows everything from the loaded [`crate::Contracts`], so
 //! deciding allocates nothing; [`Explanation`] is the owned, serializable
 //! form used by `treaty contracts explain`, `/admin/explain` and the ledger.
+//! [`ToolRef`] and [`ToolVerdict`] are the same for one tool call.
 
 use std::fmt;
 
@@ -153,6 +154,35 @@ pub struct Explanation {
     pub hosts: Vec<HostVerdict>,
     pub runtime: RuntimeVerdict,
     pub preferred_hosts: Vec<HostId>,
+}
+
+/// A tool an agent wants to call, as the `use` action sees it (the `Tool`
+/// entity of the schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolRef<'a> {
+    /// `function` (a client function tool), `webhook` (an HTTP tool) or
+    /// `mcp` (a tool of an MCP connector).
+    pub kind: &'a str,
+    /// The MCP connector id; for a webhook tool its configured name; for
+    /// function tools `"client"`.
+    pub connector: &'a str,
+    /// The tool's name as the model calls it.
+    pub name: &'a str,
+}
+
+/// The contracts' answer to one tool call ([`crate::Contracts::may_use`]).
+///
+/// Serializes to `{"allowed", "clauses", "unrestricted"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolVerdict {
+    pub allowed: bool,
+    /// The permitting clauses if allowed, the refusing forbids if not
+    /// (empty when nothing permitted it, and when unrestricted); in clause
+    /// order.
+    pub clauses: Vec<ClauseId>,
+    /// No clause of the reading names `use`, so tool use is not governed
+    /// and every call is allowed.
+    pub unrestricted: bool,
 }
 
 #[cfg(test)]

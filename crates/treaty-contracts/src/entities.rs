@@ -1,7 +1,7 @@
 //! The configured parties and resources as Cedar entities and request parts.
 //!
 //! One place defines what a clause can see of a tenant, channel, product,
-//! host or instance (the attributes of `treaty.cedarschema`), so the verdict
+//! host, instance or tool (the attributes of `treaty.cedarschema`), so the verdict
 //! table, `check` and the tests all evaluate exactly the same facts.
 
 use std::collections::{HashMap, HashSet};
@@ -14,6 +14,7 @@ use cedar_policy::{
 use treaty_domain::{Channel, Geography, Host, Instance, Product, Tenant};
 
 use crate::clause::ContractAction;
+use crate::decision::ToolRef;
 use crate::error::ContractError;
 
 /// The configured entities a reading is evaluated over.
@@ -118,6 +119,18 @@ pub(crate) fn instance_entity(i: &Instance) -> Result<Entity, ContractError> {
     )
 }
 
+/// The `Tool` entity of one tool call, id `"<connector>/<name>"`.
+pub(crate) fn tool_entity(tool: &ToolRef<'_>) -> Result<Entity, ContractError> {
+    entity(
+        uid("Tool", &format!("{}/{}", tool.connector, tool.name))?,
+        [
+            ("kind", string(tool.kind)),
+            ("connector", string(tool.connector)),
+            ("name", string(tool.name)),
+        ],
+    )
+}
+
 /// The request context every action shares.
 pub(crate) fn context(
     class: &str,
@@ -125,15 +138,30 @@ pub(crate) fn context(
     product: &Product,
     data_classification: &str,
 ) -> Result<Context, ContractError> {
+    context_of(
+        class,
+        uid("Channel", channel.id.as_str())?,
+        uid("Product", product.id.as_str())?,
+        data_classification,
+    )
+}
+
+/// The same from the channel's and product's entity ids.
+pub(crate) fn context_of(
+    class: &str,
+    channel: EntityUid,
+    product: EntityUid,
+    data_classification: &str,
+) -> Result<Context, ContractError> {
     Context::from_pairs([
         ("class".to_owned(), string(class)),
         (
             "channel".to_owned(),
-            RestrictedExpression::new_entity_uid(uid("Channel", channel.id.as_str())?),
+            RestrictedExpression::new_entity_uid(channel),
         ),
         (
             "product".to_owned(),
-            RestrictedExpression::new_entity_uid(uid("Product", product.id.as_str())?),
+            RestrictedExpression::new_entity_uid(product),
         ),
         (
             "data_classification".to_owned(),

@@ -18,6 +18,10 @@
 //! zones by enumeration and, with cvc5, clauses that never apply, shadowed
 //! permits and conflicting pairs symbolically.
 //!
+//! Tool use (action `use`) is the exception to the table: tools are not
+//! configured entities and calls are rare, so [`Contracts::may_use`] asks
+//! Cedar per call. Until a clause names `use`, tool use is unrestricted.
+//!
 //! This crate decides; it never routes, classifies, or touches the network.
 
 mod check;
@@ -29,11 +33,14 @@ mod error;
 mod schema;
 mod source;
 mod table;
+mod tools;
 
 pub use check::{CheckOptions, CheckReport, Finding, FindingKind, Severity, SymbolicStatus};
 pub use clause::{Clause, ClauseId, ClauseKind, ContractAction, Effect, Window};
 pub use contracts::Contracts;
-pub use decision::{Decision, Explanation, HostSet, HostVerdict, Query, RuntimeVerdict};
+pub use decision::{
+    Decision, Explanation, HostSet, HostVerdict, Query, RuntimeVerdict, ToolRef, ToolVerdict,
+};
 pub use entities::{Entities, MAX_HOSTS, NO_CLOUD};
 pub use error::{ContractError, SourceError};
 pub use schema::SCHEMA;

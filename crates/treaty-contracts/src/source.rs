@@ -2,7 +2,7 @@
 //!
 //! Owns the rules a contract file must follow (one `@id` per policy, known
 //! annotations only, valid dates, no templates, `@kind("preference")` exactly
-//! on `prefer` clauses) and turns every violation into a [`SourceError`] with
+//! on `prefer` clauses; clauses scoped to `use` follow the same rules) and turns every violation into a [`SourceError`] with
 //! file, line and reason. It never evaluates a policy.
 
 use std::collections::HashMap;
@@ -266,8 +266,12 @@ fn clause_from_policy(policy: &Policy, id: &str, file: &str, line: u32) -> Resul
         ClauseKind::Placement
     } else if actions.contains(&ContractAction::Hold) {
         ClauseKind::Holding
-    } else {
+    } else if actions.contains(&ContractAction::Admit) {
         ClauseKind::Admission
+    } else {
+        // What is left names `use`, possibly with `prefer` (which, not being
+        // prefer-only, is no preference).
+        ClauseKind::Tools
     };
 
     Ok(Clause {
@@ -288,7 +292,7 @@ fn clause_from_policy(policy: &Policy, id: &str, file: &str, line: u32) -> Resul
 
 fn action_of(uid: &cedar_policy::EntityUid) -> Result<ContractAction, String> {
     ContractAction::from_name(uid.id().unescaped()).ok_or_else(|| {
-        format!("unknown action {uid}; Treaty's actions are admit, host, hold and prefer")
+        format!("unknown action {uid}; Treaty's actions are admit, host, hold, prefer and use")
     })
 }
 

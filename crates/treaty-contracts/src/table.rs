@@ -13,6 +13,11 @@
 //! a matching permit in force allows, else refused. The property tests check
 //! this table against direct Cedar evaluation of the real policy set.
 //!
+//! The `use` action (tool calls) is not tabulated: tools are not configured
+//! entities, so there is nothing finite to enumerate; `crate::tools` asks
+//! Cedar per call, over the same time segments ([`segments`],
+//! [`segment_of`]).
+//!
 //! This module must never call Cedar on the hot path: [`Table::lookup`] is
 //! three hash lookups, a binary search over a handful of edges and an index.
 
@@ -36,13 +41,13 @@ fn words_for(n: usize) -> usize {
     n.div_ceil(64).max(1)
 }
 
-fn set_bit(words: &mut [u64], i: usize) {
+pub(crate) fn set_bit(words: &mut [u64], i: usize) {
     if let Some(w) = words.get_mut(i / 64) {
         *w |= 1 << (i % 64);
     }
 }
 
-fn bits(words: &[u64]) -> impl Iterator<Item = usize> + '_ {
+pub(crate) fn bits(words: &[u64]) -> impl Iterator<Item = usize> + '_ {
     words.iter().enumerate().flat_map(|(wi, &w)| {
         (0..64)
             .filter(move |b| w & (1 << b) != 0)
@@ -151,8 +156,8 @@ fn group_by<K: Hash + Eq>(keys: impl Iterator<Item = K>) -> (Vec<Vec<usize>>, Ve
 }
 
 /// The time segments of a clause set: edges, and for each segment the
-/// clauses in force.
-fn segments(clauses: &[Clause]) -> (Vec<i64>, Vec<Words>) {
+/// clauses in force (bit `i` is `clauses[i]`).
+pub(crate) fn segments(clauses: &[Clause]) -> (Vec<i64>, Vec<Words>) {
     let mut edges: Vec<i64> = clauses
         .iter()
         .flat_map(|c| [c.window.start_ms(), c.window.end_ms()])
@@ -178,6 +183,12 @@ fn segments(clauses: &[Clause]) -> (Vec<i64>, Vec<Words>) {
         })
         .collect();
     (edges, in_force)
+}
+
+/// The segment of `edges` (as [`segments`] returns them) that holds
+/// `at_unix_ms`.
+pub(crate) fn segment_of(edges: &[i64], at_unix_ms: i64) -> usize {
+    edges.partition_point(|&e| e <= at_unix_ms)
 }
 
 /// The request dimensions a clause can depend on.
@@ -334,6 +345,8 @@ impl Evaluator {
             ContractAction::Admit => 1,
             ContractAction::Host | ContractAction::Prefer => self.host_reps.len(),
             ContractAction::Hold => 1,
+            // Not tabulated (see the module comment); `evaluate` skips it.
+            ContractAction::Use => 0,
         };
         Dims([
             self.tenant_reps.len(),
@@ -361,6 +374,7 @@ impl Evaluator {
             ContractAction::Admit => self.product_uids.get(product),
             ContractAction::Host | ContractAction::Prefer => self.host_reps.get(res),
             ContractAction::Hold => Some(&self.instance_uid),
+            ContractAction::Use => None,
         }
     }
 
@@ -370,6 +384,12 @@ impl Evaluator {
         let authorizer = Authorizer::new();
         let mut all_groups = Vec::new();
         for action in ContractAction::ALL {
+            if action == ContractAction::Use {
+                // Tool calls are decided per call (`crate::tools`); an empty
+                // group list keeps `groups` indexed by action.
+                all_groups.push(Vec::new());
+                continue;
+            }
             let mut by_deps: Vec<(u8, PolicySet)> = Vec::new();
             for (clause, policy) in clauses.iter().zip(policies) {
                 if !clause.applies_to(action) {
@@ -852,7 +872,7 @@ impl Table {
         } else {
             0
         };
-        let segment = self.edges.partition_point(|&e| e <= at_unix_ms);
+        let segment = segment_of(&self.edges, at_unix_ms);
         self.cells.get(self.index(&Coord {
             tenant_group,
             segment,
@@ -861,6 +881,17 @@ impl Table {
             class,
             data_classification,
         }))
+    }
+
+    /// Whether a query's data classification is one the table knows (any
+    /// is, when no clause reads it): [`Table::lookup`]'s rule, for the
+    /// decisions made outside the table.
+    pub(crate) fn knows_data_classification(&self, data_classification: &str) -> bool {
+        !self.data_classification_matters
+            || self
+                .data_classifications
+                .iter()
+                .any(|d| d == data_classification)
     }
 
     pub(crate) fn cell(&self, c: &Coord) -> Option<&Cell> {

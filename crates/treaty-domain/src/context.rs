@@ -12,6 +12,11 @@ pub enum Route {
     Embeddings,
     Models,
     Responses,
+    /// The Conversations API (state only, no model call).
+    Conversations,
+    /// The agents API: agents, their runs and the runs' model steps.
+    Agents,
+    Runs,
 }
 
 impl Route {
@@ -21,6 +26,9 @@ impl Route {
             Route::Embeddings => "/v1/embeddings",
             Route::Models => "/v1/models",
             Route::Responses => "/v1/responses",
+            Route::Conversations => "/v1/conversations",
+            Route::Agents => "/v1/agents",
+            Route::Runs => "/v1/runs",
         }
     }
 }

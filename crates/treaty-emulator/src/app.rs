@@ -1,5 +1,6 @@
 //! The emulator's HTTP surface: the route table (every API route with and
-//! without a leading host label, plus the `/_emulator` control routes), the
+//! without a leading host label, the `/_emulator` control routes, the MCP
+//! endpoint and the webhook receivers), the
 //! state shared by all connections, and the extractor that turns a request
 //! into an [`ApiRequest`]. Built by one function so tests and the server
 //! get the same app.
@@ -12,6 +13,7 @@ use crate::faults::{Fault, FaultParseError, FaultQueue};
 use crate::openai::{self, Endpoint};
 use crate::server::KillSwitch;
 use crate::stats::Stats;
+use crate::webhooks::{self, Webhooks};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request, State};
@@ -29,6 +31,7 @@ pub(crate) struct Shared {
     pub(crate) config: EmulatorConfig,
     pub(crate) stats: Stats,
     pub(crate) faults: FaultQueue,
+    pub(crate) webhooks: Webhooks,
 }
 
 impl Shared {
@@ -37,6 +40,7 @@ impl Shared {
             config,
             stats: Stats::default(),
             faults: FaultQueue::default(),
+            webhooks: Webhooks::default(),
         }
     }
 
@@ -59,7 +63,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             post(control::queue_fault).delete(control::clear_faults),
         )
         .route("/_emulator/stats", get(control::stats))
-        .route("/_emulator/stats/reset", post(control::reset_stats));
+        .route("/_emulator/stats/reset", post(control::reset_stats))
+        // Tools: neither counted per host nor subject to faults.
+        .route_service("/mcp", crate::mcp::http_service())
+        .route("/webhooks/{name}", post(webhooks::receive))
+        .route("/webhooks/{name}/effects", get(webhooks::effects));
     // Static segments win over `{host}`, so `/openai/v1/...` is always the
     // Azure v1 style; a host label literally named `openai` is not usable.
     for prefix in ["", "/{host}"] {

@@ -61,6 +61,16 @@ impl ApiError {
         )
     }
 
+    /// 401 for a webhook call whose signature does not verify.
+    pub(crate) fn bad_signature() -> Self {
+        Self::openai(
+            StatusCode::UNAUTHORIZED,
+            "Emulated webhook: missing, stale or invalid X-Treaty-Signature.",
+            "invalid_request_error",
+            Some("invalid_signature"),
+        )
+    }
+
     /// 500 `server_error` for a failure inside the emulator itself.
     pub(crate) fn internal(message: String) -> Self {
         Self::openai(

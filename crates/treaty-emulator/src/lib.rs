@@ -6,6 +6,11 @@
 //! calls itself an emulation. It shares no types with the gateway, so a
 //! gateway bug cannot hide behind a matching bug here.
 //!
+//! It also emulates the tools an agent calls: an MCP server with two
+//! deterministic tools at `/mcp` (Streamable HTTP) or on stdio
+//! ([`serve_mcp_stdio`]), and webhook receivers at `/webhooks/{name}` that
+//! check signatures and apply each `Idempotency-Key` once.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use treaty_emulator::{Emulator, EmulatorConfig};
@@ -26,6 +31,7 @@ mod control;
 mod embeddings;
 mod error;
 mod faults;
+mod mcp;
 mod openai;
 mod reply;
 mod seed;
@@ -33,8 +39,10 @@ mod server;
 mod stats;
 mod stream;
 mod tools;
+mod webhooks;
 
 pub use faults::FaultParseError;
+pub use mcp::serve_mcp_stdio;
 
 use app::Shared;
 use std::future::Future;
@@ -45,8 +53,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// The webhook signing secret when none is configured.
+pub const DEFAULT_WEBHOOK_SECRET: &[u8] = b"treaty-emulator-webhook-secret";
+
 /// How the emulated providers behave when no fault is asked for.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EmulatorConfig {
     /// The only key accepted; `None` accepts any non-empty key.
     pub api_key: Option<String>,
@@ -54,6 +65,29 @@ pub struct EmulatorConfig {
     pub latency: Duration,
     /// Waited between streamed chunks.
     pub chunk_delay: Duration,
+    /// The secret webhook calls must be signed with (HMAC-SHA256);
+    /// [`DEFAULT_WEBHOOK_SECRET`] by default.
+    pub webhook_secret: Vec<u8>,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            latency: Duration::ZERO,
+            chunk_delay: Duration::ZERO,
+            webhook_secret: DEFAULT_WEBHOOK_SECRET.to_vec(),
+        }
+    }
+}
+
+impl EmulatorConfig {
+    /// Sets the secret webhook calls must be signed with.
+    #[must_use]
+    pub fn webhook_secret(mut self, secret: Vec<u8>) -> Self {
+        self.webhook_secret = secret;
+        self
+    }
 }
 
 /// Entry points that run the emulator.
@@ -131,6 +165,17 @@ impl EmulatorHandle {
 
     pub fn clear_faults(&self) {
         self.shared.faults.clear();
+    }
+
+    /// Distinct `Idempotency-Key`s applied by webhook `name`, as
+    /// `GET /webhooks/{name}/effects` reports them.
+    pub fn webhook_effects(&self, name: &str) -> u64 {
+        self.shared.webhooks.effects(name)
+    }
+
+    /// Requests webhook `name` received, refused and repeated ones included.
+    pub fn webhook_calls(&self, name: &str) -> u64 {
+        self.shared.webhooks.calls(name)
     }
 
     /// Stops accepting, drops open connections, and waits for the server task.

@@ -18,6 +18,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Fixed per-message overhead counted into `prompt_tokens`, as OpenAI does.
 const TOKENS_PER_MESSAGE: u64 = 3;
+/// Directive in the last user message asking the model to list every
+/// earlier user message it was given (to check conversation state).
+const RECALL_DIRECTIVE: &str = "[[recall]]";
+
 /// Counted into `completion_tokens` for each tool call on top of its argument words.
 const TOKENS_PER_TOOL_CALL: u64 = 5;
 /// OpenAI's upper bound for `n`.
@@ -141,6 +145,21 @@ impl<'a> ChatView<'a> {
                 "Emulated reply from {host} ({}): tool results: {}",
                 self.model,
                 results.join("; ")
+            )
+        } else if self.last_user_text.contains(RECALL_DIRECTIVE) {
+            // Shows what context the model was given: every earlier user
+            // message, so chained turns can be checked end to end.
+            let earlier: Vec<Cow<'_, str>> = self
+                .messages
+                .iter()
+                .filter(|m| role_of(m) == "user")
+                .map(text_of)
+                .filter(|t| !t.contains(RECALL_DIRECTIVE))
+                .collect();
+            format!(
+                "Emulated reply from {host} ({}): earlier user messages: {}",
+                self.model,
+                earlier.join(" | ")
             )
         } else {
             format!(
@@ -364,6 +383,18 @@ mod tests {
             proptest::prop_assert!(text.starts_with(kept));
             proptest::prop_assert_eq!(words(kept), words(&text).min(limit));
         }
+    }
+
+    #[test]
+    fn recall_lists_earlier_user_messages() {
+        let reply = reply(json!({"model": "m", "messages": [
+            {"role": "user", "content": "my name is Ada"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "[[recall]] who am I?"}]}));
+        assert_eq!(
+            text(&reply),
+            "Emulated reply from h (m): earlier user messages: my name is Ada"
+        );
     }
 
     #[test]

@@ -130,6 +130,11 @@ impl ApiError {
         }
     }
 
+    pub fn with_param(mut self, param: &str) -> Self {
+        self.param = Some(param.to_owned());
+        self
+    }
+
     pub fn with_clauses(mut self, clauses: String) -> Self {
         self.clauses = Some(clauses);
         self

@@ -18,6 +18,7 @@ pub mod outcome;
 mod pipeline;
 pub mod policy;
 pub(crate) mod routes;
+pub mod runtime;
 mod sse;
 mod state;
 pub mod upstream;
@@ -49,6 +50,54 @@ pub fn app(gw: std::sync::Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
+        .route("/v1/responses", post(runtime::responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(runtime::responses::retrieve).delete(runtime::responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/cancel",
+            post(runtime::responses::cancel),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(runtime::responses::input_items_list),
+        )
+        .route("/v1/conversations", post(runtime::conversations::create))
+        .route(
+            "/v1/conversations/{id}",
+            get(runtime::conversations::retrieve)
+                .post(runtime::conversations::update)
+                .delete(runtime::conversations::delete),
+        )
+        .route(
+            "/v1/conversations/{id}/items",
+            get(runtime::conversations::list_items).post(runtime::conversations::create_items),
+        )
+        .route(
+            "/v1/conversations/{id}/items/{item_id}",
+            get(runtime::conversations::retrieve_item).delete(runtime::conversations::delete_item),
+        )
+        .route(
+            "/v1/agents",
+            post(runtime::agents::create).get(runtime::agents::list),
+        )
+        .route(
+            "/v1/agents/{id}",
+            get(runtime::agents::retrieve)
+                .post(runtime::agents::update)
+                .delete(runtime::agents::delete),
+        )
+        .route("/v1/agents/{id}/runs", post(runtime::runs::create))
+        .route("/v1/runs", get(runtime::runs::list))
+        .route("/v1/runs/{id}", get(runtime::runs::retrieve))
+        .route("/v1/runs/{id}/cancel", post(runtime::runs::cancel))
+        .route(
+            "/v1/runs/{id}/submit_tool_outputs",
+            post(runtime::runs::submit_tool_outputs),
+        )
+        .route("/v1/runs/{id}/approve", post(runtime::runs::approve))
+        .route("/v1/runs/{id}/events", get(runtime::runs::events))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{model}", get(routes::models::retrieve))
         .route("/health", get(routes::health::health))

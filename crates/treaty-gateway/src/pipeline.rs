@@ -47,18 +47,50 @@ pub(crate) fn ledger_unavailable(e: treaty_ledger::LedgerError) -> ApiError {
     )
 }
 
+/// What is being decided.
+pub(crate) struct Ask<'a> {
+    /// The ledger's id for this decision: the HTTP request id, or for a
+    /// model step of the runtime, `{run or response id}.{step}`.
+    pub request_id: String,
+    pub route: Route,
+    pub model: &'a str,
+    pub features: Features,
+    /// Set for a model step of the agent runtime: the run (or stored
+    /// response) it is made for.
+    pub run_id: Option<&'a str>,
+}
+
+impl<'a> Ask<'a> {
+    /// A client's request on a stateless route.
+    pub fn request(request_id: &RequestId, route: Route, model: &'a str) -> Ask<'a> {
+        Ask {
+            request_id: request_id.0.clone(),
+            route,
+            model,
+            features: crate::routes::stateless(),
+            run_id: None,
+        }
+    }
+}
+
 pub(crate) async fn prepare<'g>(
     gw: &'g Gateway,
     key: &VerifiedKey,
-    request_id: &RequestId,
     headers: &HeaderMap,
-    route: Route,
-    model: &str,
-    features: Features,
+    ask: Ask<'_>,
 ) -> Result<Prepared<'g>, ApiError> {
     let started = std::time::Instant::now();
-    let mut ctx = context(gw, key, request_id, route, model)?;
-    let placement = place(gw, key, &mut ctx, headers, route.path(), features, false)?;
+    let model = ask.model;
+    let mut ctx = context(gw, key, ask.request_id, ask.route, model)?;
+    let placement = place(
+        gw,
+        key,
+        &mut ctx,
+        headers,
+        ask.route.path(),
+        ask.features,
+        ask.run_id.is_some(),
+    )?;
     let plan = match placement.refusal {
         Some(_) => Plan {
             hosts: Vec::new(),
@@ -69,9 +101,10 @@ pub(crate) async fn prepare<'g>(
             .router
             .plan(model, placement.allowed, placement.preferred),
     };
-    let appended = gw.ledger.append(Entry::Decision(decision_record(
-        gw, &ctx, &placement, &plan,
-    )));
+    let mut decided = decision_record(gw, &ctx, &placement, &plan);
+    decided.model_step = ask.run_id.is_some();
+    decided.run_id = ask.run_id.map(str::to_owned);
+    let appended = gw.ledger.append(Entry::Decision(decided));
     let strict = gw.ledger.durability() == Durability::Strict;
     if let Some(refusal) = placement.refusal.clone() {
         if strict {
@@ -92,6 +125,90 @@ pub(crate) async fn prepare<'g>(
         plan,
         gate,
     })
+}
+
+/// Decides whether this instance may hold the state a request creates or
+/// continues (`route` is the stateful route, `state_id` the response or
+/// run id), and records the decision, with the instance and its `hold`
+/// verdict, durably whatever the ledger mode: state is only created once
+/// the evidence for it is committed. A refusal is recorded, then returned
+/// (403 naming the clauses).
+pub(crate) async fn hold_state(
+    gw: &Gateway,
+    key: &VerifiedKey,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    route: Route,
+    model: &str,
+    features: Features,
+    state_id: &str,
+) -> Result<(), ApiError> {
+    let started = std::time::Instant::now();
+    // No model check here: holding state is about the instance, and the
+    // model steps check their model themselves.
+    let mut ctx = RequestContext {
+        request_id: request_id.0.clone(),
+        key_id: key.id.clone(),
+        tenant: key.tenant.clone(),
+        channel: key.channel.clone(),
+        product: key.product.clone(),
+        route,
+        model: model.to_owned(),
+        workload_class: None,
+        classified_by: None,
+    };
+    let placement = crate::policy::hold(gw, key, &mut ctx, headers, route.path(), features)?;
+    let empty = Plan {
+        hosts: Vec::new(),
+        candidates: HostMask::EMPTY,
+        down: HostMask::EMPTY,
+    };
+    let mut decided = decision_record(gw, &ctx, &placement, &empty);
+    decided.run_id = Some(state_id.to_owned());
+    let instance = &gw.config.instance;
+    decided.runtime = Some(treaty_ledger::RuntimeVerdict {
+        instance: instance.id.clone(),
+        cloud: instance.cloud.clone(),
+        region: instance.region.clone(),
+        allowed: placement.refusal.is_none(),
+        clauses: placement
+            .decision
+            .as_ref()
+            .map(|d| {
+                let ids = if d.admitted {
+                    d.runtime_clauses
+                } else {
+                    d.admit_clauses
+                };
+                ids.iter().map(|c| c.as_str().to_owned()).collect()
+            })
+            .unwrap_or_default(),
+    });
+    gw.ledger
+        .append(Entry::Decision(decided))
+        .await
+        .map_err(ledger_unavailable)?;
+    if let Some(refusal) = placement.refusal {
+        record(gw, &ctx, &Outcome::refused(&refusal, started.elapsed()));
+        return Err(refusal);
+    }
+    // The decision's outcome: the state may be held here. What happens to
+    // the state next is recorded by the model steps, each on its own.
+    record(
+        gw,
+        &ctx,
+        &Outcome {
+            status: 200,
+            served_by: None,
+            attempts: Vec::new(),
+            usage: None,
+            cost: None,
+            latency: started.elapsed(),
+            client_cancelled: false,
+            error: None,
+        },
+    );
+    Ok(())
 }
 
 /// Waits for a batched decision record before the response completes.
@@ -171,5 +288,6 @@ fn decision_record(
         model_step: false,
         run_id: None,
         refused: p.refusal.as_ref().map(|e| e.code.as_str().to_owned()),
+        runtime: None,
     }
 }

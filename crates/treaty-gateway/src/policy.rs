@@ -122,6 +122,11 @@ impl Policy {
         })
     }
 
+    /// The data classification of requests that declare none.
+    pub fn default_data_classification(&self) -> &str {
+        &self.default_data_classification
+    }
+
     pub fn reading(&self) -> Option<&str> {
         self.contracts.as_ref().map(Contracts::reading)
     }
@@ -175,11 +180,9 @@ pub(crate) fn join(ids: &[ClauseId]) -> String {
     out
 }
 
-/// Classifies and decides one request; sets `ctx.workload_class` and
-/// `ctx.classified_by`. `Err` is for bad request headers (no decision was
-/// made); a contract refusal is a decision, returned in
-/// [`Placement::refusal`].
-pub(crate) fn place<'g>(
+/// Classifies a request: its class, data classification and declared
+/// class; sets `ctx.workload_class` and `ctx.classified_by`.
+fn classify<'g>(
     gw: &'g Gateway,
     key: &VerifiedKey,
     ctx: &mut RequestContext,
@@ -187,7 +190,7 @@ pub(crate) fn place<'g>(
     route: &str,
     features: Features,
     model_step: bool,
-) -> Result<Placement<'g>, ApiError> {
+) -> Result<Classified<'g>, ApiError> {
     let policy = &gw.policy;
     let declared = declared_class(key, headers)?;
     let data_class: &'g str = match headers.get(DATA_CLASSIFICATION_HEADER) {
@@ -231,13 +234,56 @@ pub(crate) fn place<'g>(
     ctx.workload_class = Some(classified.class);
     ctx.classified_by = Some(classified.rule.to_owned());
 
+    Ok(Classified {
+        class: classified.class,
+        data_class,
+        declared,
+    })
+}
+
+/// A request's class and the facts decided with it.
+struct Classified<'g> {
+    class: WorkloadClass,
+    data_class: &'g str,
+    declared: Option<WorkloadClass>,
+}
+
+fn query<'a>(ctx: &'a RequestContext, c: &Classified<'a>) -> Query<'a> {
+    Query {
+        tenant: &ctx.tenant,
+        channel: &ctx.channel,
+        product: &ctx.product,
+        class: c.class,
+        data_classification: c.data_class,
+        at_unix_ms: treaty_keys::now_ms(),
+    }
+}
+
+/// Classifies and decides one request; sets `ctx.workload_class` and
+/// `ctx.classified_by`. `Err` is for bad request headers (no decision was
+/// made); a contract refusal is a decision, returned in
+/// [`Placement::refusal`].
+pub(crate) fn place<'g>(
+    gw: &'g Gateway,
+    key: &VerifiedKey,
+    ctx: &mut RequestContext,
+    headers: &HeaderMap,
+    route: &str,
+    features: Features,
+    model_step: bool,
+) -> Result<Placement<'g>, ApiError> {
+    let policy = &gw.policy;
+    let c = classify(gw, key, ctx, headers, route, features, model_step)?;
+    let classified_class = c.class;
+    let data_class = c.data_class;
+    let declared = c.declared;
     let serving = gw.router.serving(&ctx.model);
     let Some(contracts) = &policy.contracts else {
         return prefer(
             gw,
             headers,
             Placement {
-                class: classified.class,
+                class: classified_class,
                 decision: None,
                 allowed: HostMask::all(gw.config.hosts.len()),
                 preferred: HostMask::EMPTY,
@@ -248,16 +294,9 @@ pub(crate) fn place<'g>(
             },
         );
     };
-    let decision = contracts.decide(&Query {
-        tenant: &ctx.tenant,
-        channel: &ctx.channel,
-        product: &ctx.product,
-        class: classified.class,
-        data_classification: data_class,
-        at_unix_ms: treaty_keys::now_ms(),
-    });
+    let decision = contracts.decide(&query(ctx, &c));
     let mut placement = Placement {
-        class: classified.class,
+        class: classified_class,
         allowed: HostMask(decision.allowed_hosts.bits()),
         preferred: HostMask(decision.preferred_hosts.bits()),
         decision: Some(decision),
@@ -268,18 +307,7 @@ pub(crate) fn place<'g>(
     };
     if !decision.admitted {
         placement.allowed = HostMask::EMPTY;
-        placement.refusal = Some(ApiError::new(
-            Code::ContractRefused,
-            format!(
-                "Refused by contract (reading {}): channel '{}' may not sell product '{}' to tenant '{}'{}.",
-                contracts.reading(),
-                ctx.channel,
-                ctx.product,
-                ctx.tenant,
-                clause_suffix(decision.admit_clauses)
-            ),
-        )
-        .with_clauses(join(decision.admit_clauses)));
+        placement.refusal = Some(not_admitted(contracts, ctx, &decision));
         return Ok(placement);
     }
     if placement.allowed.intersect(serving).is_empty() {
@@ -296,7 +324,7 @@ pub(crate) fn place<'g>(
             format!(
                 "No host may run this request under the contract (reading {}): {} request of tenant '{}' through '{}' for model '{}'{}.",
                 contracts.reading(),
-                classified.class,
+                classified_class,
                 ctx.tenant,
                 ctx.channel,
                 ctx.model,
@@ -307,6 +335,74 @@ pub(crate) fn place<'g>(
         return Ok(placement);
     }
     prefer(gw, headers, placement)
+}
+
+/// Decides whether this instance may hold a request's state (a stored
+/// response, a conversation, an agent run): the request must be admitted
+/// and the contracts must let this instance hold the product's runtime
+/// (the `hold` action). The placement has no hosts: state is not sent
+/// anywhere. Sets `ctx.workload_class` like [`place`].
+pub(crate) fn hold<'g>(
+    gw: &'g Gateway,
+    key: &VerifiedKey,
+    ctx: &mut RequestContext,
+    headers: &HeaderMap,
+    route: &str,
+    features: Features,
+) -> Result<Placement<'g>, ApiError> {
+    let c = classify(gw, key, ctx, headers, route, features, false)?;
+    let mut placement = Placement {
+        class: c.class,
+        decision: None,
+        allowed: HostMask::EMPTY,
+        preferred: HostMask::EMPTY,
+        data_classification: c.data_class,
+        declared: c.declared,
+        features,
+        refusal: None,
+    };
+    let Some(contracts) = &gw.policy.contracts else {
+        return Ok(placement);
+    };
+    let decision = contracts.decide(&query(ctx, &c));
+    placement.decision = Some(decision);
+    if !decision.admitted {
+        placement.refusal = Some(not_admitted(contracts, ctx, &decision));
+    } else if !decision.runtime_allowed {
+        let i = &gw.config.instance;
+        placement.refusal = Some(
+            ApiError::new(
+                Code::ContractRefused,
+                format!(
+                    "This Treaty instance ('{}', {} {}) may not hold the state of product '{}' for tenant '{}' under the contract (reading {}){}.",
+                    i.id,
+                    i.cloud,
+                    i.region,
+                    ctx.product,
+                    ctx.tenant,
+                    contracts.reading(),
+                    clause_suffix(decision.runtime_clauses)
+                ),
+            )
+            .with_clauses(join(decision.runtime_clauses)),
+        );
+    }
+    Ok(placement)
+}
+
+fn not_admitted(contracts: &Contracts, ctx: &RequestContext, decision: &Decision<'_>) -> ApiError {
+    ApiError::new(
+        Code::ContractRefused,
+        format!(
+            "Refused by contract (reading {}): channel '{}' may not sell product '{}' to tenant '{}'{}.",
+            contracts.reading(),
+            ctx.channel,
+            ctx.product,
+            ctx.tenant,
+            clause_suffix(decision.admit_clauses)
+        ),
+    )
+    .with_clauses(join(decision.admit_clauses))
 }
 
 fn clause_suffix(ids: &[ClauseId]) -> String {

@@ -22,6 +22,8 @@ pub struct Gateway {
     /// One provider per configured host, in the same order as
     /// `config.hosts` (and so as router indices).
     pub(crate) providers: Vec<Arc<dyn Provider>>,
+    /// The agent runtime's tool clients and worker wake-up.
+    pub runtime: crate::runtime::worker::Runtime,
     /// SHA-256 of the admin token; `None` disables the admin API.
     admin_token_hash: Option<[u8; 32]>,
 }
@@ -97,6 +99,7 @@ impl Gateway {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let policy = Policy::load(&config)?;
+        let runtime = crate::runtime::worker::Runtime::new(&config, http.clone());
         let router = Router::new(
             config.hosts.iter().map(|h| h.host.clone()).collect(),
             config
@@ -132,6 +135,7 @@ impl Gateway {
             policy,
             ledger,
             providers,
+            runtime,
             admin_token_hash,
         }))
     }

@@ -147,6 +147,22 @@ impl KeyChecker {
         Ok(key)
     }
 
+    /// Verifies a key by its public id, for work done on a key's behalf
+    /// after its request ended (an agent run's later steps): a key revoked
+    /// or expired since then stops the work. Not cached.
+    pub async fn by_id(&self, id: &str) -> Result<Arc<VerifiedKey>, AuthError> {
+        let row = self.store.key_by_id(id).await?;
+        let key = self.judge(row).map_err(|r| match r {
+            Refusal::Unknown => AuthError::Unknown,
+            Refusal::Revoked => AuthError::Revoked,
+            Refusal::Unbound => AuthError::Unbound,
+        })?;
+        if key.expires_at.is_some_and(|at| now_ms() >= at) {
+            return Err(AuthError::Expired);
+        }
+        Ok(key)
+    }
+
     /// Forgets a key at once (after a revocation through this process).
     pub fn forget(&self, secret_hash: &str) {
         if let Ok(mut cache) = self.cache.write() {

@@ -77,6 +77,23 @@ pub struct DecisionRecord {
     pub run_id: Option<String>,
     /// The error code when the request was refused before any host.
     pub refused: Option<String>,
+    /// For a request that holds state (a stored response, a conversation,
+    /// an agent run): the Treaty instance holding it and the contracts'
+    /// `hold` verdict. Absent on stateless requests and model steps, and
+    /// in records written before the agent platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeVerdict>,
+}
+
+/// Where a stateful runtime is held, and whether the contracts let it be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeVerdict {
+    pub instance: String,
+    pub cloud: String,
+    pub region: String,
+    pub allowed: bool,
+    /// Permitting clauses if allowed, refusing ones if not.
+    pub clauses: Vec<String>,
 }
 
 /// One attempt at one host.
@@ -231,6 +248,7 @@ pub(crate) mod fixtures {
             model_step: true,
             run_id: Some("run_1".into()),
             refused: None,
+            runtime: None,
         }
     }
 

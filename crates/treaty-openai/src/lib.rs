@@ -14,6 +14,7 @@ mod embeddings;
 mod error;
 mod models;
 mod parse;
+pub mod responses;
 mod rewrite;
 
 pub use chat::{

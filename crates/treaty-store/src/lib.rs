@@ -10,6 +10,7 @@
 
 mod keys;
 mod ledger;
+mod runtime;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_pg;
 
@@ -18,6 +19,10 @@ use std::time::Duration;
 
 pub use keys::{KeyRow, NewKey};
 pub use ledger::{CheckpointRow, LedgerConnection, LedgerHead, LedgerRow, LedgerTx, SigningKeyRow};
+pub use runtime::{
+    AgentRow, ConversationItemRow, ConversationRow, ItemKind, ItemRow, Order, ResponseRow,
+    RunEventRow, RunRow,
+};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 

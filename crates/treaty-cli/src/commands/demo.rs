@@ -80,6 +80,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let reading = gateway.policy.reading().unwrap_or("none").to_owned();
     let ledger = gateway.ledger.clone();
     let _health = gateway.spawn_health_checks();
+    let workers = treaty_gateway::runtime::worker::spawn_workers(&gateway);
+    let runtime_gw = gateway.clone();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
@@ -138,6 +140,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let _ = stop_tx.send(());
     let _ = server.await;
+    for w in workers {
+        w.abort();
+    }
+    runtime_gw.runtime.shutdown().await;
+    drop(runtime_gw);
     ledger.shutdown().await?;
     emulator.shutdown().await;
     store.close().await;

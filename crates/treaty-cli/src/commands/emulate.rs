@@ -28,9 +28,20 @@ pub struct EmulateArgs {
     /// Accept only this upstream key (default: any non-empty key).
     #[arg(long, env = "TREATY_EMULATOR_KEY")]
     pub api_key: Option<String>,
+    /// Serve only the emulated MCP tools, on stdin/stdout, for an MCP
+    /// client to start as a child process (the other options are ignored).
+    #[arg(long)]
+    pub mcp_stdio: bool,
 }
 
 pub async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
+    if args.mcp_stdio {
+        // stdout carries the protocol, so no banner; logs go to stderr.
+        treaty_emulator::serve_mcp_stdio()
+            .await
+            .context("serving MCP on stdio")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -42,6 +53,7 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<ExitCode> {
         api_key: args.api_key,
         latency: Duration::from_millis(args.latency_ms),
         chunk_delay: Duration::from_millis(args.chunk_delay_ms),
+        ..EmulatorConfig::default()
     };
     Emulator::serve(config, listener, super::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

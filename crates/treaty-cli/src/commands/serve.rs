@@ -71,6 +71,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(reading, "contracts in force");
     }
     let _health = gateway.spawn_health_checks();
+    let workers = treaty_gateway::runtime::worker::spawn_workers(&gateway);
+    let runtime_gw = gateway.clone();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -84,7 +86,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         super::shutdown_signal(),
     )
     .await?;
-    // In-flight requests are done: commit what the ledger still holds.
+    // In-flight requests are done: stop the run workers (an unfinished run
+    // is resumed by the next start), close MCP sessions, and commit what
+    // the ledger still holds.
+    for w in workers {
+        w.abort();
+    }
+    runtime_gw.runtime.shutdown().await;
+    drop(runtime_gw);
     ledger.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }

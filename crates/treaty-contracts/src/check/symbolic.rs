@@ -253,6 +253,7 @@ async fn analyze(
             ContractAction::Admit => "Product",
             ContractAction::Host | ContractAction::Prefer => "Host",
             ContractAction::Hold => "Instance",
+            ContractAction::Use => "Tool",
         };
         envs.insert(
             action,

@@ -13,18 +13,18 @@ use treaty_domain::Route;
 use treaty_openai::ChatCompletionRequest;
 use treaty_providers::{ChatReply, ChunkStream, StreamEvent, UpstreamError};
 
-use super::{Shared, placed_headers, stateless};
+use super::{Shared, placed_headers};
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::outcome::{Outcome, record};
-use crate::pipeline::{Prepared, pass_gate, prepare};
+use crate::pipeline::{Ask, Prepared, pass_gate, prepare};
 use crate::sse::SseBody;
 use crate::upstream::dispatch;
 
 /// A reply ready to send: a full body, or a stream whose first event has
 /// already arrived (so failover was still possible until then).
-enum Ready {
+pub(crate) enum Ready {
     Full {
         body: Bytes,
         usage: Option<treaty_openai::Usage>,
@@ -54,38 +54,12 @@ pub(crate) async fn chat_completions(
     } = prepare(
         &gw,
         &key,
-        &request_id,
         &headers,
-        Route::ChatCompletions,
-        &req.model,
-        stateless(),
+        Ask::request(&request_id, Route::ChatCompletions, &req.model),
     )
     .await?;
 
-    let req = &req;
-    let result = dispatch(&gw, &ctx, &plan, |provider, host, call| async move {
-        let Some(deployment) = host.deployment(&req.model) else {
-            return Err(UpstreamError::Protocol("host lost its deployment".into()));
-        };
-        match provider.chat(req, deployment, &call).await? {
-            ChatReply::Full { body, usage } => Ok(Ready::Full { body, usage }),
-            ChatReply::Stream(mut rest) => {
-                let wait = call.first_byte_timeout.min(
-                    call.deadline
-                        .saturating_duration_since(tokio::time::Instant::now()),
-                );
-                match tokio::time::timeout(wait, rest.next()).await {
-                    Ok(Some(Ok(first))) => Ok(Ready::Stream { first, rest }),
-                    Ok(Some(Err(e))) => Err(e),
-                    Ok(None) => Err(UpstreamError::Truncated),
-                    Err(_) => Err(UpstreamError::Timeout {
-                        phase: treaty_providers::TimeoutPhase::FirstByte,
-                    }),
-                }
-            }
-        }
-    })
-    .await;
+    let result = send_chat(&gw, &ctx, &plan, &req).await;
 
     let served = match result {
         Ok(served) => served,
@@ -181,4 +155,37 @@ pub(crate) fn cost(
     let usage = usage?;
     let deployment = host.deployment(model)?;
     Some(deployment.cost(usage.prompt_tokens, usage.completion_tokens))
+}
+
+/// Sends a chat request along its plan: a full reply, or a stream whose
+/// first event has arrived (so failover stays possible until then).
+pub(crate) async fn send_chat(
+    gw: &crate::state::Gateway,
+    ctx: &treaty_domain::RequestContext,
+    plan: &treaty_router::Plan,
+    req: &ChatCompletionRequest,
+) -> Result<crate::upstream::Served<Ready>, crate::upstream::Failed> {
+    dispatch(gw, ctx, plan, |provider, host, call| async move {
+        let Some(deployment) = host.deployment(&req.model) else {
+            return Err(UpstreamError::Protocol("host lost its deployment".into()));
+        };
+        match provider.chat(req, deployment, &call).await? {
+            ChatReply::Full { body, usage } => Ok(Ready::Full { body, usage }),
+            ChatReply::Stream(mut rest) => {
+                let wait = call.first_byte_timeout.min(
+                    call.deadline
+                        .saturating_duration_since(tokio::time::Instant::now()),
+                );
+                match tokio::time::timeout(wait, rest.next()).await {
+                    Ok(Some(Ok(first))) => Ok(Ready::Stream { first, rest }),
+                    Ok(Some(Err(e))) => Err(e),
+                    Ok(None) => Err(UpstreamError::Truncated),
+                    Err(_) => Err(UpstreamError::Timeout {
+                        phase: treaty_providers::TimeoutPhase::FirstByte,
+                    }),
+                }
+            }
+        }
+    })
+    .await
 }

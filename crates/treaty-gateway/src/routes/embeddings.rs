@@ -13,12 +13,12 @@ use treaty_openai::EmbeddingsRequest;
 use treaty_providers::UpstreamError;
 
 use super::chat::cost;
-use super::{Shared, placed_headers, stateless};
+use super::{Shared, placed_headers};
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::outcome::{Outcome, record};
-use crate::pipeline::{Prepared, pass_gate, prepare};
+use crate::pipeline::{Ask, Prepared, pass_gate, prepare};
 use crate::upstream::dispatch;
 
 pub(crate) async fn embeddings(
@@ -40,11 +40,8 @@ pub(crate) async fn embeddings(
     } = prepare(
         &gw,
         &key,
-        &request_id,
         &headers,
-        Route::Embeddings,
-        &req.model,
-        stateless(),
+        Ask::request(&request_id, Route::Embeddings, &req.model),
     )
     .await?;
 

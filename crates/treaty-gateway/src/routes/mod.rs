@@ -12,7 +12,6 @@ use axum::http::{HeaderName, HeaderValue};
 use treaty_domain::{RequestContext, Route};
 use treaty_keys::VerifiedKey;
 
-use crate::RequestId;
 use crate::error::ApiError;
 use crate::state::Gateway;
 
@@ -24,7 +23,7 @@ pub(crate) static X_TREATY_HOST: HeaderName = HeaderName::from_static("x-treaty-
 pub(crate) fn context(
     gw: &Gateway,
     key: &VerifiedKey,
-    request_id: &RequestId,
+    request_id: String,
     route: Route,
     model: &str,
 ) -> Result<RequestContext, ApiError> {
@@ -38,7 +37,7 @@ pub(crate) fn context(
         return Err(ApiError::model_not_found(model));
     }
     Ok(RequestContext {
-        request_id: request_id.0.clone(),
+        request_id,
         key_id: key.id.clone(),
         tenant: key.tenant.clone(),
         channel: key.channel.clone(),

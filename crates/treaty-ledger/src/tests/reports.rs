@@ -52,6 +52,7 @@ pub(crate) fn req(
         model_step: false,
         run_id: None,
         refused: refused.map(Into::into),
+        runtime: None,
     }
 }
 
@@ -179,6 +180,7 @@ fn row(key: &str, n: [u64; 7], cost: i64) -> ReportRow {
         requests: n[0],
         admitted: n[1],
         refused: n[2],
+        runtime: None,
         served: n[3],
         failed: n[4],
         prompt_tokens: n[5],

@@ -1,0 +1,887 @@
+//! Rows of the stateful runtime: stored responses and their items,
+//! conversations and their items, agents, runs and run events.
+//!
+//! Bodies are the API's JSON objects as text: the store keeps them and
+//! never looks inside. Every read and every change that a client can ask
+//! for takes the tenant and filters on it, so a key of one tenant cannot
+//! reach another tenant's rows even by guessing ids (the caller answers
+//! 404 either way). Only the run worker reads runs by id alone, after it
+//! has claimed them.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Store, StoreError};
+
+/// A stored response (`POST /v1/responses` with `store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseRow {
+    pub id: String,
+    pub tenant: String,
+    pub key_id: String,
+    pub previous_response_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub status: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The response object, as JSON.
+    pub body: String,
+}
+
+/// One item (message, function call, function call output) as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRow {
+    pub item_id: String,
+    pub body: String,
+}
+
+/// Which items of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    Input,
+    Output,
+}
+
+impl ItemKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Input => "input",
+            ItemKind::Output => "output",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRow {
+    pub id: String,
+    pub tenant: String,
+    pub created_at: i64,
+    /// The metadata object, as JSON.
+    pub metadata: String,
+}
+
+/// An item of a conversation, with its place in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationItemRow {
+    pub seq: i64,
+    pub item_id: String,
+    pub created_at: i64,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub id: String,
+    pub tenant: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The agent object, as JSON.
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    pub id: String,
+    pub tenant: String,
+    pub agent_id: String,
+    pub conversation_id: String,
+    pub status: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The worker holding the run, while it works on it.
+    pub lease_owner: Option<String>,
+    /// Unix ms until which `lease_owner` holds the run; 0 when free.
+    pub lease_until: i64,
+    /// The run's whole state, as JSON: resuming reads only this.
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEventRow {
+    pub seq: i64,
+    pub kind: String,
+    pub at_ms: i64,
+    pub body: String,
+}
+
+/// A page request over rows ordered by (created_at, id) or by seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+macro_rules! response_columns {
+    () => {
+        "id, tenant, key_id, previous_response_id, conversation_id, status, created_at, updated_at, body"
+    };
+}
+macro_rules! run_columns {
+    () => {
+        "id, tenant, agent_id, conversation_id, status, created_at, updated_at, lease_owner, lease_until, body"
+    };
+}
+
+fn response_row(r: &AnyRow) -> Result<ResponseRow, StoreError> {
+    Ok(ResponseRow {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        key_id: r.try_get("key_id")?,
+        previous_response_id: r.try_get("previous_response_id")?,
+        conversation_id: r.try_get("conversation_id")?,
+        status: r.try_get("status")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        body: r.try_get("body")?,
+    })
+}
+
+fn run_row(r: &AnyRow) -> Result<RunRow, StoreError> {
+    Ok(RunRow {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        agent_id: r.try_get("agent_id")?,
+        conversation_id: r.try_get("conversation_id")?,
+        status: r.try_get("status")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        lease_owner: r.try_get("lease_owner")?,
+        lease_until: r.try_get("lease_until")?,
+        body: r.try_get("body")?,
+    })
+}
+
+fn agent_row(r: &AnyRow) -> Result<AgentRow, StoreError> {
+    Ok(AgentRow {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        body: r.try_get("body")?,
+    })
+}
+
+fn conversation_item_row(r: &AnyRow) -> Result<ConversationItemRow, StoreError> {
+    Ok(ConversationItemRow {
+        seq: r.try_get("seq")?,
+        item_id: r.try_get("item_id")?,
+        created_at: r.try_get("created_at")?,
+        body: r.try_get("body")?,
+    })
+}
+
+impl Store {
+    // ---------------------------------------------------------- responses
+
+    /// Stores a response being made, with its input items, in one
+    /// transaction.
+    pub async fn insert_response(
+        &self,
+        row: &ResponseRow,
+        input: &[ItemRow],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(concat!(
+            "INSERT INTO responses (",
+            response_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&row.id)
+        .bind(&row.tenant)
+        .bind(&row.key_id)
+        .bind(row.previous_response_id.as_deref())
+        .bind(row.conversation_id.as_deref())
+        .bind(&row.status)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(&row.body)
+        .execute(&mut *tx)
+        .await?;
+        insert_items(&mut tx, &row.id, ItemKind::Input, input).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records how a response ended: its final object and output items.
+    /// Does nothing to a response that is no longer `in_progress` (it was
+    /// cancelled or deleted meanwhile); returns whether it changed.
+    pub async fn finish_response(
+        &self,
+        id: &str,
+        status: &str,
+        at_ms: i64,
+        body: &str,
+        output: &[ItemRow],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE responses SET status = $1, updated_at = $2, body = $3 WHERE id = $4 AND status = 'in_progress'",
+        )
+        .bind(status)
+        .bind(at_ms)
+        .bind(body)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_items(&mut tx, id, ItemKind::Output, output).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Sets a response's status and body if its status is `from`.
+    pub async fn transition_response(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: &str,
+        to: &str,
+        body: &str,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE responses SET status = $1, body = $2, updated_at = $3 WHERE id = $4 AND tenant = $5 AND status = $6",
+        )
+        .bind(to)
+        .bind(body)
+        .bind(at_ms)
+        .bind(id)
+        .bind(tenant)
+        .bind(from)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn response(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<ResponseRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            response_columns!(),
+            " FROM responses WHERE id = $1 AND tenant = $2"
+        ))
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(response_row).transpose()
+    }
+
+    /// A response's input or output items, in order.
+    pub async fn response_items(
+        &self,
+        response_id: &str,
+        kind: ItemKind,
+    ) -> Result<Vec<ItemRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT item_id, body FROM response_items WHERE response_id = $1 AND kind = $2 ORDER BY seq",
+        )
+        .bind(response_id)
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ItemRow {
+                    item_id: r.try_get("item_id")?,
+                    body: r.try_get("body")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes a response and its items; false when the tenant has no
+    /// such response.
+    pub async fn delete_response(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM responses WHERE id = $1 AND tenant = $2")
+            .bind(id)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM response_items WHERE response_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    // ------------------------------------------------------ conversations
+
+    pub async fn insert_conversation(
+        &self,
+        row: &ConversationRow,
+        items: &[ItemRow],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO conversations (id, tenant, created_at, metadata) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&row.id)
+        .bind(&row.tenant)
+        .bind(row.created_at)
+        .bind(&row.metadata)
+        .execute(&mut *tx)
+        .await?;
+        for (i, item) in items.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO conversation_items (conversation_id, seq, item_id, created_at, body) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&row.id)
+            .bind(i as i64 + 1)
+            .bind(&item.item_id)
+            .bind(row.created_at)
+            .bind(&item.body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn conversation(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<ConversationRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, tenant, created_at, metadata FROM conversations WHERE id = $1 AND tenant = $2",
+        )
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(ConversationRow {
+                id: r.try_get("id")?,
+                tenant: r.try_get("tenant")?,
+                created_at: r.try_get("created_at")?,
+                metadata: r.try_get("metadata")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn update_conversation(
+        &self,
+        tenant: &str,
+        id: &str,
+        metadata: &str,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE conversations SET metadata = $1 WHERE id = $2 AND tenant = $3")
+                .bind(metadata)
+                .bind(id)
+                .bind(tenant)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn delete_conversation(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM conversations WHERE id = $1 AND tenant = $2")
+            .bind(id)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM conversation_items WHERE conversation_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Appends items at the end of a conversation, in order. Each insert
+    /// takes the next `seq` in the same statement; two writers racing for
+    /// one seq collide on the primary key and the loser tries again.
+    pub async fn append_conversation_items(
+        &self,
+        conversation_id: &str,
+        items: &[ItemRow],
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        for attempt in 0.. {
+            match self
+                .try_append_conversation_items(conversation_id, items, at_ms)
+                .await
+            {
+                Err(StoreError::Query(sqlx::Error::Database(e)))
+                    if attempt < 8 && e.is_unique_violation() => {}
+                other => return other,
+            }
+        }
+        Ok(())
+    }
+
+    async fn try_append_conversation_items(
+        &self,
+        conversation_id: &str,
+        items: &[ItemRow],
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for item in items {
+            sqlx::query(
+                "INSERT INTO conversation_items (conversation_id, seq, item_id, created_at, body) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM conversation_items WHERE conversation_id = $1",
+            )
+            .bind(conversation_id)
+            .bind(&item.item_id)
+            .bind(at_ms)
+            .bind(&item.body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A page of a conversation's items after (or, descending, before)
+    /// `cursor` (a seq), at most `limit` rows.
+    pub async fn conversation_items(
+        &self,
+        conversation_id: &str,
+        cursor: Option<i64>,
+        order: Order,
+        limit: i64,
+    ) -> Result<Vec<ConversationItemRow>, StoreError> {
+        let rows = match order {
+            Order::Asc => {
+                sqlx::query(
+                    "SELECT seq, item_id, created_at, body FROM conversation_items \
+                 WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(conversation_id)
+                .bind(cursor.unwrap_or(0))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Order::Desc => {
+                sqlx::query(
+                    "SELECT seq, item_id, created_at, body FROM conversation_items \
+                 WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                )
+                .bind(conversation_id)
+                .bind(cursor.unwrap_or(i64::MAX))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(conversation_item_row).collect()
+    }
+
+    pub async fn conversation_item(
+        &self,
+        conversation_id: &str,
+        item_id: &str,
+    ) -> Result<Option<ConversationItemRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT seq, item_id, created_at, body FROM conversation_items WHERE conversation_id = $1 AND item_id = $2",
+        )
+        .bind(conversation_id)
+        .bind(item_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(conversation_item_row).transpose()
+    }
+
+    pub async fn delete_conversation_item(
+        &self,
+        conversation_id: &str,
+        item_id: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM conversation_items WHERE conversation_id = $1 AND item_id = $2",
+        )
+        .bind(conversation_id)
+        .bind(item_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ------------------------------------------------------------- agents
+
+    pub async fn insert_agent(&self, row: &AgentRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO agents (id, tenant, created_at, updated_at, body) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&row.id)
+        .bind(&row.tenant)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(&row.body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn agent(&self, tenant: &str, id: &str) -> Result<Option<AgentRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, tenant, created_at, updated_at, body FROM agents WHERE id = $1 AND tenant = $2",
+        )
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(agent_row).transpose()
+    }
+
+    /// A page of the tenant's agents, oldest first, after the agent with
+    /// id `after` (ids are time-ordered).
+    pub async fn list_agents(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        order: Order,
+        limit: i64,
+    ) -> Result<Vec<AgentRow>, StoreError> {
+        let rows = match order {
+            Order::Asc => sqlx::query(
+                "SELECT id, tenant, created_at, updated_at, body FROM agents WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3",
+            )
+            .bind(tenant)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
+            Order::Desc => sqlx::query(
+                "SELECT id, tenant, created_at, updated_at, body FROM agents WHERE tenant = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
+            )
+            .bind(tenant)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
+        };
+        rows.iter().map(agent_row).collect()
+    }
+
+    pub async fn update_agent(
+        &self,
+        tenant: &str,
+        id: &str,
+        body: &str,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE agents SET body = $1, updated_at = $2 WHERE id = $3 AND tenant = $4",
+        )
+        .bind(body)
+        .bind(at_ms)
+        .bind(id)
+        .bind(tenant)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn delete_agent(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM agents WHERE id = $1 AND tenant = $2")
+            .bind(id)
+            .bind(tenant)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // --------------------------------------------------------------- runs
+
+    pub async fn insert_run(&self, row: &RunRow) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO runs (",
+            run_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&row.id)
+        .bind(&row.tenant)
+        .bind(&row.agent_id)
+        .bind(&row.conversation_id)
+        .bind(&row.status)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.lease_owner.as_deref())
+        .bind(row.lease_until)
+        .bind(&row.body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn run(&self, tenant: &str, id: &str) -> Result<Option<RunRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE id = $1 AND tenant = $2"
+        ))
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(run_row).transpose()
+    }
+
+    /// A page of the tenant's runs (optionally of one agent), by id.
+    pub async fn list_runs(
+        &self,
+        tenant: &str,
+        agent_id: Option<&str>,
+        after: Option<&str>,
+        order: Order,
+        limit: i64,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let agent = agent_id.unwrap_or("");
+        let after = after.unwrap_or("");
+        let rows = match order {
+            Order::Asc => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    run_columns!(),
+                    " FROM runs WHERE tenant = $1 AND ($2 = '' OR agent_id = $2) AND id > $3 ORDER BY id LIMIT $4"
+                ))
+                .bind(tenant)
+                .bind(agent)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Order::Desc => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    run_columns!(),
+                    " FROM runs WHERE tenant = $1 AND ($2 = '' OR agent_id = $2) AND ($3 = '' OR id < $3) ORDER BY id DESC LIMIT $4"
+                ))
+                .bind(tenant)
+                .bind(agent)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(run_row).collect()
+    }
+
+    /// Claims the oldest run a worker may take (queued, or in progress
+    /// with an expired lease) for `owner` until `lease_until`. The
+    /// condition is checked again by the UPDATE itself, so two workers
+    /// (or replicas) never both get the same run.
+    pub async fn claim_run(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until: i64,
+    ) -> Result<Option<RunRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            // Claimable: a run waiting for its first step, or one whose
+            // worker died mid-step (its lease has run out).
+            "UPDATE runs SET lease_owner = $1, lease_until = $2, status = 'in_progress', updated_at = $3 \
+             WHERE id = (SELECT id FROM runs WHERE status IN ('queued', 'in_progress') AND lease_until < $3 ORDER BY created_at, id LIMIT 1) \
+             AND status IN ('queued', 'in_progress') AND lease_until < $3 RETURNING ",
+            run_columns!()
+        ))
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(run_row).transpose()
+    }
+
+    /// Saves a step of a run its worker holds: fenced on the lease owner
+    /// and on the run still being in progress, so a worker that lost its
+    /// lease, or a run cancelled meanwhile, is not overwritten. `status`
+    /// other than `in_progress` releases the run.
+    pub async fn save_run(
+        &self,
+        id: &str,
+        owner: &str,
+        status: &str,
+        body: &str,
+        now_ms: i64,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let (owner_after, lease_after) = if status == "in_progress" {
+            (Some(owner), lease_until)
+        } else {
+            (None, 0)
+        };
+        let done = sqlx::query(
+            "UPDATE runs SET status = $1, body = $2, updated_at = $3, lease_owner = $4, lease_until = $5 \
+             WHERE id = $6 AND lease_owner = $7 AND status = 'in_progress'",
+        )
+        .bind(status)
+        .bind(body)
+        .bind(now_ms)
+        .bind(owner_after)
+        .bind(lease_after)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Changes a run from outside its worker (tool outputs submitted, a
+    /// cancellation) if its status is one of `from`; frees the lease so a
+    /// worker can claim it at once when `to` is `queued`.
+    pub async fn transition_run(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        body: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        // `IN` over a bound list is not portable across the two backends;
+        // `from` is short, so the statuses are tried one at a time.
+        for status in from {
+            let done = sqlx::query(
+                "UPDATE runs SET status = $1, body = $2, updated_at = $3, lease_owner = NULL, lease_until = 0 \
+                 WHERE id = $4 AND tenant = $5 AND status = $6",
+            )
+            .bind(to)
+            .bind(body)
+            .bind(now_ms)
+            .bind(id)
+            .bind(tenant)
+            .bind(*status)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Extends the lease of a run its worker still holds.
+    pub async fn renew_run_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'in_progress'",
+        )
+        .bind(lease_until)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Expires runs left waiting for the client (`requires_action`) since
+    /// before `before_ms`; returns their ids.
+    pub async fn expire_runs(
+        &self,
+        before_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE runs SET status = 'expired', updated_at = $1 WHERE status = 'requires_action' AND updated_at < $2 RETURNING id",
+        )
+        .bind(now_ms)
+        .bind(before_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    /// Appends one event to a run's log; returns its seq.
+    pub async fn append_run_event(
+        &self,
+        run_id: &str,
+        kind: &str,
+        at_ms: i64,
+        body: &str,
+    ) -> Result<i64, StoreError> {
+        for attempt in 0.. {
+            let result = sqlx::query(
+                "INSERT INTO run_events (run_id, seq, kind, at_ms, body) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM run_events WHERE run_id = $1 RETURNING seq",
+            )
+            .bind(run_id)
+            .bind(kind)
+            .bind(at_ms)
+            .bind(body)
+            .fetch_one(&self.pool)
+            .await;
+            match result {
+                Ok(row) => return Ok(row.try_get("seq")?),
+                Err(sqlx::Error::Database(e)) if attempt < 8 && e.is_unique_violation() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Corrupt {
+            table: "run_events",
+            detail: "no free sequence number".into(),
+        })
+    }
+
+    /// A run's events after `after_seq`, in order.
+    pub async fn run_events(
+        &self,
+        run_id: &str,
+        after_seq: i64,
+    ) -> Result<Vec<RunEventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, at_ms, body FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(run_id)
+        .bind(after_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunEventRow {
+                    seq: r.try_get("seq")?,
+                    kind: r.try_get("kind")?,
+                    at_ms: r.try_get("at_ms")?,
+                    body: r.try_get("body")?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_items(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    response_id: &str,
+    kind: ItemKind,
+    items: &[ItemRow],
+) -> Result<(), StoreError> {
+    for (i, item) in items.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO response_items (response_id, kind, seq, item_id, body) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(response_id)
+        .bind(kind.as_str())
+        .bind(i as i64)
+        .bind(&item.item_id)
+        .bind(&item.body)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
