@@ -138,11 +138,14 @@ pub(crate) async fn hold_state(
     key: &VerifiedKey,
     request_id: &RequestId,
     headers: &HeaderMap,
-    route: Route,
-    model: &str,
-    features: Features,
-    state_id: &str,
+    state: StateAsk<'_>,
 ) -> Result<(), ApiError> {
+    let StateAsk {
+        route,
+        model,
+        features,
+        state_id,
+    } = state;
     let started = std::time::Instant::now();
     // No model check here: holding state is about the instance, and the
     // model steps check their model themselves.
@@ -209,6 +212,16 @@ pub(crate) async fn hold_state(
         },
     );
     Ok(())
+}
+
+/// The state a request creates or continues, for [`hold_state`].
+pub(crate) struct StateAsk<'a> {
+    pub route: Route,
+    /// The model the state's steps use; empty for a conversation.
+    pub model: &'a str,
+    pub features: Features,
+    /// The response, conversation, agent or run id.
+    pub state_id: &'a str,
 }
 
 /// Waits for a batched decision record before the response completes.

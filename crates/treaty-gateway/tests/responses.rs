@@ -634,7 +634,7 @@ async fn a_conversation_collects_each_turn_in_order() {
     );
 
     // Items: the two initial ones, then each turn's input and output.
-    let items = g.get(&format!("{path}/items"), &g.acme()).await;
+    let items = g.get(&format!("{path}/items?order=asc"), &g.acme()).await;
     assert_eq!(items.status, 200, "{}", items.text());
     let items = items.json();
     let texts: Vec<String> = items["data"]
@@ -655,13 +655,17 @@ async fn a_conversation_collects_each_turn_in_order() {
     assert_eq!(items["data"][3]["id"], turn["output"][0]["id"]);
     let all = ids(&items);
 
-    // Pages of two, in order, and backwards.
+    // Newest first by default; pages of two, in order.
+    let newest = g.get(&format!("{path}/items"), &g.acme()).await.json();
+    let mut reversed = all.clone();
+    reversed.reverse();
+    assert_eq!(ids(&newest), reversed);
     let mut paged = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let q = match &after {
-            Some(a) => format!("{path}/items?limit=2&after={a}"),
-            None => format!("{path}/items?limit=2"),
+            Some(a) => format!("{path}/items?order=asc&limit=2&after={a}"),
+            None => format!("{path}/items?order=asc&limit=2"),
         };
         let page = g.get(&q, &g.acme()).await.json();
         paged.extend(ids(&page));

@@ -19,7 +19,7 @@ use super::{Page, PageQuery, from_json, json, not_found, now_ms, store_error, to
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::ApiError;
-use crate::pipeline::hold_state;
+use crate::pipeline::{StateAsk, hold_state};
 use crate::routes::Shared;
 use crate::state::Gateway;
 
@@ -225,10 +225,12 @@ pub(crate) async fn create(
         &key,
         &request_id,
         &headers,
-        Route::Agents,
-        &agent.model,
-        agent_features(),
-        &agent.id,
+        StateAsk {
+            route: Route::Agents,
+            model: &agent.model,
+            features: agent_features(),
+            state_id: &agent.id,
+        },
     )
     .await?;
     gw.store

@@ -20,7 +20,7 @@ use super::{PageQuery, from_json, item_row, json, not_found, now_ms, store_error
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::ApiError;
-use crate::pipeline::hold_state;
+use crate::pipeline::{StateAsk, hold_state};
 use crate::routes::Shared;
 use crate::state::Gateway;
 
@@ -62,10 +62,12 @@ pub(crate) async fn create(
         &key,
         &request_id,
         &headers,
-        Route::Conversations,
-        "",
-        conversation_features(),
-        &id,
+        StateAsk {
+            route: Route::Conversations,
+            model: "",
+            features: conversation_features(),
+            state_id: &id,
+        },
     )
     .await?;
     let row = ConversationRow {
@@ -151,10 +153,12 @@ pub(crate) async fn create_items(
         &key,
         &request_id,
         &headers,
-        Route::Conversations,
-        "",
-        conversation_features(),
-        &id,
+        StateAsk {
+            route: Route::Conversations,
+            model: "",
+            features: conversation_features(),
+            state_id: &id,
+        },
     )
     .await?;
     let items = req.items();
@@ -166,7 +170,8 @@ pub(crate) async fn create_items(
     json(&ItemList::new(items, false))
 }
 
-/// Items in order (`asc` by default, as OpenAI), after the item `after`.
+/// Items after the item `after`, newest first unless `order=asc`: OpenAI
+/// documents `desc` as the default (the SDKs say so too).
 pub(crate) async fn list_items(
     State(gw): State<Shared>,
     headers: HeaderMap,
@@ -175,7 +180,7 @@ pub(crate) async fn list_items(
 ) -> Result<Response, ApiError> {
     let key = authenticate(&gw, &headers).await?;
     let limit = q.limit()?;
-    let order = q.order(Order::Asc)?;
+    let order = q.order(Order::Desc)?;
     owned(&gw, &key, &id).await?;
     let cursor = match &q.after {
         None => None,

@@ -32,7 +32,7 @@ use super::{PageQuery, from_json, item_row, json, not_found, now_ms, store_error
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::{ApiError, Code};
-use crate::pipeline::{Ask, hold_state, pass_gate};
+use crate::pipeline::{Ask, StateAsk, hold_state, pass_gate};
 use crate::routes::{Shared, placed_headers};
 use crate::state::Gateway;
 
@@ -69,10 +69,12 @@ pub(crate) async fn create(
             &key,
             &request_id,
             &headers,
-            Route::Responses,
-            &req.model,
-            features(&req),
-            &id,
+            StateAsk {
+                route: Route::Responses,
+                model: &req.model,
+                features: features(&req),
+                state_id: &id,
+            },
         )
         .await?;
     }

@@ -28,7 +28,7 @@ use super::{Page, PageQuery, from_json, item_row, json, not_found, now_ms, store
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::ApiError;
-use crate::pipeline::hold_state;
+use crate::pipeline::{StateAsk, hold_state};
 use crate::policy::DATA_CLASSIFICATION_HEADER;
 use crate::routes::Shared;
 use crate::state::Gateway;
@@ -220,10 +220,12 @@ pub(crate) async fn create(
         &key,
         &request_id,
         &headers,
-        Route::Runs,
-        &agent.model,
-        run_features(),
-        &id,
+        StateAsk {
+            route: Route::Runs,
+            model: &agent.model,
+            features: run_features(),
+            state_id: &id,
+        },
     )
     .await?;
     let rows = items.iter().map(item_row).collect::<Result<Vec<_>, _>>()?;

@@ -35,7 +35,7 @@ use super::runs::{ActionCall, PendingCall, RequiredAction, RunError, RunState};
 use super::{from_json, now_ms, to_json};
 use crate::RequestId;
 use crate::error::ApiError;
-use crate::pipeline::{Ask, hold_state};
+use crate::pipeline::{Ask, StateAsk, hold_state};
 use crate::policy::DATA_CLASSIFICATION_HEADER;
 use crate::state::Gateway;
 
@@ -252,14 +252,16 @@ async fn run(gw: &Gateway, row: RunRow) -> Result<Stop, ApiError> {
             &job.key,
             &rid,
             &job.headers,
-            Route::Runs,
-            &job.agent.model,
-            treaty_classify::Features {
-                store: Some(true),
-                previous_response_id: false,
-                conversation: true,
+            StateAsk {
+                route: Route::Runs,
+                model: &job.agent.model,
+                features: treaty_classify::Features {
+                    store: Some(true),
+                    previous_response_id: false,
+                    conversation: true,
+                },
+                state_id: &job.row.id,
             },
-            &job.row.id,
         )
         .await
         {
@@ -623,7 +625,7 @@ impl Job<'_> {
             &chat,
         )
         .await?;
-        let usage = step.output.usage.clone();
+        let usage = step.output.usage;
         let u = &mut self.state.public.usage;
         u.input_tokens += usage.input_tokens;
         u.output_tokens += usage.output_tokens;
@@ -715,10 +717,7 @@ impl Job<'_> {
                 } => match self.gw.runtime.mcp.list_tools(connector).await {
                     Ok(defs) => {
                         for d in defs {
-                            if allowed_tools
-                                .as_ref()
-                                .is_some_and(|a| !a.iter().any(|n| *n == d.name))
-                            {
+                            if allowed_tools.as_ref().is_some_and(|a| !a.contains(&d.name)) {
                                 continue;
                             }
                             tools.push(json!({"type": "function", "name": d.name, "description": d.description, "parameters": d.input_schema}));

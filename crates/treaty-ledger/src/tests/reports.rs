@@ -180,7 +180,6 @@ fn row(key: &str, n: [u64; 7], cost: i64) -> ReportRow {
         requests: n[0],
         admitted: n[1],
         refused: n[2],
-        runtime: None,
         served: n[3],
         failed: n[4],
         prompt_tokens: n[5],
