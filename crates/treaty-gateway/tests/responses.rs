@@ -959,3 +959,284 @@ async fn conversations_ask_to_hold_state_too() {
     assert_eq!(decisions[1]["runtime"]["allowed"], true);
     assert_eq!(decisions[1]["run_id"], r.json()["id"]);
 }
+
+// ----------------------------------------------------- endings and cancels
+
+#[tokio::test]
+async fn a_cut_off_reply_is_incomplete_streamed_or_not() {
+    let g = openai().await;
+    let body = json!({"model": "gpt-4o", "input": "one two three four five six seven",
+                      "max_output_tokens": 3});
+    let plain = g.respond(body.clone()).await;
+    assert_eq!(plain["status"], "incomplete", "{plain}");
+    assert_eq!(plain["incomplete_details"]["reason"], "max_output_tokens");
+    assert_eq!(plain["output"][0]["status"], "incomplete");
+
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    let r = g.post("/v1/responses", &g.acme(), streamed).await;
+    let events = r.events();
+    let (name, last) = events.last().unwrap();
+    assert_eq!(name, "response.incomplete", "{events:?}");
+    assert_eq!(
+        last["response"]["incomplete_details"]["reason"],
+        "max_output_tokens"
+    );
+    let id = last["response"]["id"].as_str().unwrap();
+    let stored = g
+        .get(&format!("/v1/responses/{id}"), &g.acme())
+        .await
+        .json();
+    assert_eq!(stored, last["response"]);
+}
+
+#[tokio::test]
+async fn a_stream_cut_by_the_host_ends_failed_and_is_stored_failed() {
+    let g = openai().await;
+    let r = g
+        .post(
+            "/v1/responses",
+            &g.acme(),
+            json!({"model": "gpt-4o", "stream": true,
+                   "input": "a b c d e f g h i j [[fault:truncate=2]]"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = r.events();
+    for (i, (_, data)) in events.iter().enumerate() {
+        assert_eq!(data["sequence_number"], i as u64);
+    }
+    let (name, last) = events.last().unwrap();
+    assert_eq!(name, "response.failed", "{events:?}");
+    assert_eq!(last["response"]["status"], "failed");
+    assert!(last["response"]["error"]["message"].is_string());
+    let id = last["response"]["id"].as_str().unwrap();
+    let stored = g
+        .get(&format!("/v1/responses/{id}"), &g.acme())
+        .await
+        .json();
+    assert_eq!(stored["status"], "failed");
+    assert_eq!(stored, last["response"]);
+}
+
+#[tokio::test]
+async fn a_response_being_streamed_can_be_cancelled() {
+    let g = openai().await;
+    let conv = g
+        .post("/v1/conversations", &g.acme(), json!({}))
+        .await
+        .json();
+    let conv = conv["id"].as_str().unwrap();
+    let body = json!({"model": "gpt-4o", "stream": true, "conversation": conv,
+                      "input": "one two three four five six seven eight [[fault:slow=100]]"});
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/responses")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", g.acme()))
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap();
+    let res = g.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    // The first frame is `response.created`, naming the response.
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let first = String::from_utf8(first.to_vec()).unwrap();
+    let data = first.split("data: ").nth(1).unwrap().trim();
+    let id = serde_json::from_str::<Value>(data).unwrap()["response"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cancelled = g
+        .post(&format!("/v1/responses/{id}/cancel"), &g.acme(), json!({}))
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text());
+    assert_eq!(cancelled.json()["status"], "cancelled");
+    assert_eq!(cancelled.json()["id"], id.as_str());
+    // The stream still ends; the stored response stays cancelled.
+    body.collect().await.unwrap();
+    let stored = g
+        .get(&format!("/v1/responses/{id}"), &g.acme())
+        .await
+        .json();
+    assert_eq!(stored["status"], "cancelled");
+    let items = g
+        .get(&format!("/v1/conversations/{conv}/items"), &g.acme())
+        .await
+        .json();
+    assert_eq!(items["data"], json!([]), "a cancelled turn does not join");
+}
+
+#[tokio::test]
+async fn a_streamed_turn_joins_its_conversation() {
+    let g = openai().await;
+    let conv = g
+        .post(
+            "/v1/conversations",
+            &g.acme(),
+            json!({"items": [{"role": "user", "content": "My name is Ada."}]}),
+        )
+        .await
+        .json();
+    let id = conv["id"].as_str().unwrap();
+    let r = g
+        .post(
+            "/v1/responses",
+            &g.acme(),
+            json!({"model": "gpt-4o", "stream": true, "conversation": id,
+                   "input": "[[recall]] who?"}),
+        )
+        .await;
+    let events = r.events();
+    let last = &events.last().unwrap().1["response"];
+    assert!(output_text(last).ends_with("earlier user messages: My name is Ada."));
+    let items = g
+        .get(
+            &format!("/v1/conversations/{id}/items?order=asc"),
+            &g.acme(),
+        )
+        .await
+        .json();
+    let data = items["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3, "{items}");
+    assert_eq!(data[2]["id"], last["output"][0]["id"]);
+    assert_eq!(data[2]["content"][0]["text"], output_text(last).as_str());
+}
+
+#[tokio::test]
+async fn parallel_calls_come_back_as_one_item_each_and_answer_together() {
+    let g = openai().await;
+    let mut tools = weather_tool();
+    tools
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "function", "name": "get_time",
+        "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}}}));
+    let ask = json!({"model": "gpt-4o", "input": "Weather and time? [[tools:all]]",
+                     "tools": tools});
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    let r = g.post("/v1/responses", &g.acme(), streamed).await;
+    let events = r.events();
+    assert_eq!(events.last().unwrap().0, "response.completed", "{events:?}");
+    let from_stream = &events.last().unwrap().1["response"];
+    let names: Vec<&str> = from_stream["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["get_weather", "get_time"]);
+
+    let first = g.respond(ask).await;
+    let calls: Vec<&Value> = first["output"].as_array().unwrap().iter().collect();
+    assert_eq!(calls.len(), 2, "{first}");
+    let outputs: Vec<Value> = calls
+        .iter()
+        .zip(["sunny", "noon"])
+        .map(|(c, out)| json!({"type": "function_call_output", "call_id": c["call_id"], "output": out}))
+        .collect();
+    let second = g
+        .respond(
+            json!({"model": "gpt-4o", "previous_response_id": first["id"],
+                        "tools": tools, "input": outputs}),
+        )
+        .await;
+    assert!(
+        output_text(&second).ends_with("tool results: sunny; noon"),
+        "{second}"
+    );
+}
+
+#[tokio::test]
+async fn an_item_id_names_one_item_of_a_conversation() {
+    let g = openai().await;
+    let item = json!({"id": "msg_mine", "role": "user", "content": "hello"});
+    let twice = g
+        .post(
+            "/v1/conversations",
+            &g.acme(),
+            json!({"items": [item, item]}),
+        )
+        .await;
+    assert_eq!(twice.status, 400, "{}", twice.text());
+    assert_eq!(twice.json()["error"]["param"], "items[1].id");
+    let conv = g
+        .post("/v1/conversations", &g.acme(), json!({"items": [item]}))
+        .await;
+    assert_eq!(conv.status, 200, "{}", conv.text());
+    let id = conv.json()["id"].as_str().unwrap().to_owned();
+
+    let again = g
+        .post(
+            &format!("/v1/conversations/{id}/items"),
+            &g.acme(),
+            json!({"items": [{"role": "user", "content": "new"}, item]}),
+        )
+        .await;
+    assert_eq!(again.status, 400, "{}", again.text());
+    assert_eq!(again.json()["error"]["param"], "items[1].id");
+    assert!(
+        again.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("msg_mine")
+    );
+
+    // Refused before the model step: a turn is never answered and lost.
+    let turn = g
+        .post(
+            "/v1/responses",
+            &g.acme(),
+            json!({"model": "gpt-4o", "conversation": id, "input": [item]}),
+        )
+        .await;
+    assert_eq!(turn.status, 400, "{}", turn.text());
+    assert_eq!(turn.json()["error"]["param"], "input[0].id");
+    let items = g
+        .get(&format!("/v1/conversations/{id}/items"), &g.acme())
+        .await
+        .json();
+    assert_eq!(ids(&items), ["msg_mine"]);
+}
+
+#[tokio::test]
+async fn eu_state_is_not_held_by_a_us_instance() {
+    let g = openai().await;
+    let key = g.key("eurobank", "direct", "api");
+    // R1 covers holding state: this instance is in us-east.
+    let r = g.post("/v1/responses", &key, input("Bonjour.")).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.header("x-treaty-clauses"), Some("R1"));
+    let r = g.post("/v1/conversations", &key, json!({})).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    // Stateless, the same request runs in the EU.
+    let mut body = input("Bonjour.");
+    body["store"] = json!(false);
+    let r = g.post("/v1/responses", &key, body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-treaty-host"), Some("azure-westeurope"));
+}
+
+#[tokio::test]
+async fn a_batched_ledger_still_records_every_step_before_the_end() {
+    let g = gateway("reading-openai", |c| c.ledger.strict = false).await;
+    let plain = g.respond(input("batched plain")).await;
+    let r = g
+        .post(
+            "/v1/responses",
+            &g.acme(),
+            json!({"model": "gpt-4o", "input": "batched stream", "stream": true}),
+        )
+        .await;
+    let events = r.events();
+    assert_eq!(events.last().unwrap().0, "response.completed");
+    let streamed = events.last().unwrap().1["response"]["id"].clone();
+    let decisions = g.decisions().await;
+    for id in [&plain["id"], &streamed] {
+        let for_it: Vec<&Value> = decisions.iter().filter(|d| &d["run_id"] == id).collect();
+        assert_eq!(for_it.len(), 2, "a hold and a step for {id}");
+        assert_eq!(for_it[0]["runtime"]["allowed"], true);
+        assert_eq!(for_it[1]["model_step"], true);
+    }
+}

@@ -38,6 +38,32 @@ fn object(row: &ConversationRow) -> Result<Conversation, ApiError> {
     Ok(c)
 }
 
+/// Refuses new items (`param` names their array) when an id repeats
+/// among them or names an item the conversation already holds (`held`):
+/// an id names one item, and the store would otherwise refuse the whole
+/// batch as a store failure (for a response, only after the model
+/// answered, losing the turn).
+pub(crate) fn refuse_taken_ids<'a>(
+    held: impl IntoIterator<Item = &'a str>,
+    new: &[Item],
+    param: &str,
+) -> Result<(), ApiError> {
+    let mut seen: std::collections::HashSet<&str> = held.into_iter().collect();
+    for (i, item) in new.iter().enumerate() {
+        if !seen.insert(item.id()) {
+            return Err(ApiError::invalid(
+                format!(
+                    "Duplicate item found with id '{}': each item of a conversation has its \
+                     own id; leave 'id' out to get a fresh one.",
+                    item.id()
+                ),
+                Some(format!("{param}[{i}].id")),
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn owned(gw: &Gateway, key: &VerifiedKey, id: &str) -> Result<ConversationRow, ApiError> {
     gw.store
         .conversation(key.tenant.as_str(), id)
@@ -56,6 +82,8 @@ pub(crate) async fn create(
     let req: ConversationCreate = crate::body::parse(body, gw.config.server.max_body_bytes)?;
     req.validate()
         .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
+    let items = req.items();
+    refuse_taken_ids([], &items, "items")?;
     let id = new_id("conv");
     hold_state(
         &gw,
@@ -76,11 +104,7 @@ pub(crate) async fn create(
         created_at: now_ms(),
         metadata: to_json(&req.metadata.clone().unwrap_or_default())?,
     };
-    let items = req
-        .items()
-        .iter()
-        .map(item_row)
-        .collect::<Result<Vec<_>, _>>()?;
+    let items = items.iter().map(item_row).collect::<Result<Vec<_>, _>>()?;
     gw.store
         .insert_conversation(&row, &items)
         .await
@@ -148,6 +172,20 @@ pub(crate) async fn create_items(
     req.validate()
         .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
     owned(&gw, &key, &id).await?;
+    let items = req.items();
+    let mut held = Vec::new();
+    for item in &items {
+        if gw
+            .store
+            .conversation_item(&id, item.id())
+            .await
+            .map_err(store_error)?
+            .is_some()
+        {
+            held.push(item.id());
+        }
+    }
+    refuse_taken_ids(held, &items, "items")?;
     hold_state(
         &gw,
         &key,
@@ -161,7 +199,6 @@ pub(crate) async fn create_items(
         },
     )
     .await?;
-    let items = req.items();
     let rows = items.iter().map(item_row).collect::<Result<Vec<_>, _>>()?;
     gw.store
         .append_conversation_items(&id, &rows, now_ms())

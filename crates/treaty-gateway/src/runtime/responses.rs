@@ -86,6 +86,9 @@ pub(crate) async fn create(
         (None, None) => Vec::new(),
     };
     let input = input_items(&req);
+    if req.conversation.is_some() {
+        super::conversations::refuse_taken_ids(history.iter().map(Item::id), &input, "input")?;
+    }
     history.extend(input.iter().cloned());
     let chat = to_chat_request(&req, &history, req.is_stream())
         .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
@@ -301,13 +304,20 @@ impl Saver {
                 Ok(b) => b,
                 Err(_) => return,
             };
-            if let Err(e) = self
+            match self
                 .gw
                 .store
                 .finish_response(&object.id, status, now_ms(), &body, &rows)
                 .await
             {
-                tracing::error!(response = %object.id, error = %e, "cannot store a finished response");
+                Ok(true) => {}
+                // Cancelled (or deleted) while it was being made: the
+                // client gave the turn up, so it does not join the
+                // conversation either.
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::error!(response = %object.id, error = %e, "cannot store a finished response");
+                }
             }
         }
         if let Some(conv) = &self.conversation_id

@@ -199,6 +199,8 @@ impl McpPool {
     /// parts joined by newlines (its structured content as JSON when it has
     /// no text). A result flagged `isError`, or an MCP error reply such as
     /// an unknown tool, is [`ToolError::Tool`] with the server's message.
+    /// `timeout` bounds the call itself; opening a session first has its
+    /// own 30 s limit.
     pub async fn call_tool(
         &self,
         connector_id: &str,
