@@ -579,6 +579,19 @@ async fn bad_requests_are_refused_in_the_openai_shape() {
         .get("/v1/responses/resp_nope/input_items?limit=0", &g.acme())
         .await;
     assert_eq!(r.status, 400, "{}", r.text());
+
+    // An unknown model: refused before any state is decided on or kept.
+    let before = g.decisions().await.len();
+    let r = g
+        .post(
+            "/v1/responses",
+            &g.acme(),
+            json!({"model": "gpt-9", "input": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "model_not_found");
+    assert_eq!(g.decisions().await.len(), before);
 }
 
 // --------------------------------------------------------- conversations

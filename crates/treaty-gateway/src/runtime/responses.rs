@@ -61,6 +61,15 @@ pub(crate) async fn create(
     let req: CreateResponseRequest = crate::body::parse(body, gw.config.server.max_body_bytes)?;
     req.validate()
         .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
+    // An unknown or forbidden model is refused before any state is decided
+    // on or stored: otherwise a failed response nobody can name is kept.
+    crate::routes::context(
+        &gw,
+        &key,
+        request_id.0.clone(),
+        Route::Responses,
+        &req.model,
+    )?;
     let id = new_id("resp");
     let stateful = holds_state(&req);
     if stateful {

@@ -617,7 +617,10 @@ impl Job<'_> {
             &self.headers,
             Ask {
                 request_id: format!("{}.{n}", self.row.id),
-                route: Route::Runs,
+                // A step is a chat completion made for the run: classified
+                // on that route, so a reading's rules for stateless routes
+                // reach it.
+                route: Route::ChatCompletions,
                 model: &self.agent.model,
                 features: crate::routes::stateless(),
                 run_id: Some(&self.row.id),

@@ -43,7 +43,7 @@ CREATE TABLE conversation_items (
     body            TEXT NOT NULL,
     PRIMARY KEY (conversation_id, seq)
 );
-CREATE UNIQUE INDEX conversation_items_id ON conversation_items (item_id);
+CREATE UNIQUE INDEX conversation_items_id ON conversation_items (conversation_id, item_id);
 
 CREATE TABLE agents (
     id         TEXT PRIMARY KEY,
