@@ -18,8 +18,14 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "treaty", version, about, long_about = None)]
 pub struct Cli {
-    /// Log filter (RUST_LOG syntax), e.g. "info" or "treaty=debug".
-    #[arg(long, global = true, env = "TREATY_LOG", default_value = "info")]
+    /// Log filter (RUST_LOG syntax), e.g. "info" or "treaty=debug". The MCP
+    /// SDK's per-session lines are kept to warnings by default.
+    #[arg(
+        long,
+        global = true,
+        env = "TREATY_LOG",
+        default_value = "info,rmcp=warn"
+    )]
     pub log: String,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]

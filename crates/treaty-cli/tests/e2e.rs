@@ -149,5 +149,28 @@ fn the_demo_runs_end_to_end() {
         text.contains("403") && text.contains("C4"),
         "gcp-marketplace may not sell frontier: {text}"
     );
+    // The agent story: the run completes with both tools, its state is
+    // held on this (Azure) instance, each model step is its own decision,
+    // and the readings disagree about an AWS instance holding it.
+    assert!(text.contains("completed in"), "{text}");
+    assert!(
+        text.contains("tool call create_ticket") && text.contains("tool call lookup_order"),
+        "{text}"
+    );
+    assert!(text.contains("1 side effect(s)"), "{text}");
+    assert!(
+        text.contains("hold run state") && text.contains("held on treaty-azure-eastus"),
+        "{text}"
+    );
+    assert!(text.contains("model step 2"), "{text}");
+    let row = |reading: &str| {
+        text.lines()
+            .find(|l| l.starts_with(reading))
+            .unwrap_or_else(|| panic!("no row for {reading}: {text}"))
+            .to_owned()
+    };
+    assert!(row("reading-openai").ends_with("refused (C2)"), "{text}");
+    assert!(row("reading-aws").ends_with("held (H0)"), "{text}");
+    assert!(row("reading-microsoft").contains("refused (C4m)"), "{text}");
     assert!(dir.path().join("treaty.db").exists());
 }

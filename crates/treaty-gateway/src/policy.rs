@@ -623,8 +623,10 @@ pub fn features_of(route: &str, body: &serde_json::Value) -> Features {
 
 /// Decides a recorded request again under `policy`: the same shape
 /// (route, product, body features, declared class, data classification,
-/// time), this policy's classification rules and contracts. Used by
-/// `treaty contracts simulate`.
+/// time), this policy's classification rules and contracts. A decision
+/// to hold state is decided for `config.instance` (the caller passes a
+/// config whose instance is the recorded one to replay it where it was
+/// made). Used by `treaty contracts simulate`.
 pub fn redecide(
     config: &Config,
     policy: &Policy,
@@ -637,6 +639,7 @@ pub fn redecide(
         admit_clauses: Vec::new(),
         hosts: Vec::new(),
         chosen: None,
+        runtime: None,
     };
     let Some(product) = config.product(&d.product) else {
         return refused();
@@ -664,7 +667,7 @@ pub fn redecide(
                 clauses: Vec::new(),
             })
             .collect();
-        return Redecision::from_verdicts(
+        let fresh = Redecision::from_verdicts(
             d,
             Verdicts {
                 admitted: true,
@@ -674,6 +677,15 @@ pub fn redecide(
                 preferred: &[],
             },
         );
+        // Without contracts every instance may hold any state.
+        return match &d.runtime {
+            Some(hold) => fresh.holding(treaty_ledger::RuntimeVerdict {
+                allowed: true,
+                clauses: Vec::new(),
+                ..hold.clone()
+            }),
+            None => fresh,
+        };
     };
     let (Ok(tenant), Ok(channel), Ok(product_id)) =
         (d.tenant.parse(), d.channel.parse(), d.product.parse())
@@ -705,7 +717,7 @@ pub fn redecide(
         .map(|i| config.hosts[i].id().to_string())
         .collect();
     let admit_clauses = ids(decision.admit_clauses);
-    Redecision::from_verdicts(
+    let fresh = Redecision::from_verdicts(
         d,
         Verdicts {
             admitted: decision.admitted,
@@ -714,5 +726,22 @@ pub fn redecide(
             hosts: &hosts,
             preferred: &preferred,
         },
-    )
+    );
+    if d.runtime.is_none() {
+        return fresh;
+    }
+    // A hold: may this config's instance hold the state, as the gateway
+    // records it (the refusing admission clauses when not admitted).
+    let i = &config.instance;
+    fresh.holding(treaty_ledger::RuntimeVerdict {
+        instance: i.id.clone(),
+        cloud: i.cloud.clone(),
+        region: i.region.clone(),
+        allowed: decision.admitted && decision.runtime_allowed,
+        clauses: if decision.admitted {
+            ids(decision.runtime_clauses)
+        } else {
+            admit_clauses
+        },
+    })
 }

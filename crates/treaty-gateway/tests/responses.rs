@@ -529,6 +529,8 @@ async fn bad_requests_are_refused_in_the_openai_shape() {
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(r.json()["error"]["param"], "previous_response_id");
     assert_eq!(r.json()["error"]["code"], "not_found");
+    // Refused before any state is held: the ledger has no hold for it.
+    assert_eq!(g.decisions().await, Vec::<Value>::new());
 
     let r = g
         .raw(
@@ -1066,8 +1068,20 @@ async fn a_response_being_streamed_can_be_cancelled() {
     assert_eq!(cancelled.status, 200, "{}", cancelled.text());
     assert_eq!(cancelled.json()["status"], "cancelled");
     assert_eq!(cancelled.json()["id"], id.as_str());
-    // The stream still ends; the stored response stays cancelled.
-    body.collect().await.unwrap();
+    // The live stream stops: its last event is the response, cancelled,
+    // and it never claims to have completed.
+    let rest = body.collect().await.unwrap().to_bytes();
+    let rest = String::from_utf8(rest.to_vec()).unwrap();
+    assert!(!rest.contains("response.completed"), "{rest}");
+    let last = rest
+        .split("\n\n")
+        .filter(|f| !f.trim().is_empty())
+        .last()
+        .unwrap();
+    assert!(last.starts_with("event: response.incomplete\n"), "{last}");
+    let last: Value = serde_json::from_str(last.split("data: ").nth(1).unwrap().trim()).unwrap();
+    assert_eq!(last["response"]["status"], "cancelled");
+    assert_eq!(last["response"]["id"], id.as_str());
     let stored = g
         .get(&format!("/v1/responses/{id}"), &g.acme())
         .await

@@ -18,7 +18,10 @@
 //! one `to` picks) when the pick differs, because the old host is refused
 //! or because a preference in force under `to` ranks another first; it
 //! *becomes refused* or *becomes admitted* when it is served under one
-//! reading and refused under the other. Replays only
+//! reading and refused under the other. A decision to hold state (a
+//! stored response, a conversation, an agent, a run) has no host: it
+//! keeps when both readings let its instance hold the state and becomes
+//! refused (or admitted) when one does not. Replays only
 //! read, a page of decisions at a time.
 
 use std::collections::BTreeMap;
@@ -27,7 +30,7 @@ use serde::Serialize;
 use treaty_store::Store;
 
 use crate::LedgerError;
-use crate::record::{DecisionRecord, Entry, HostVerdict, Kind};
+use crate::record::{DecisionRecord, Entry, HostVerdict, Kind, RuntimeVerdict};
 use crate::scan::{self, TimeRange};
 
 /// A recorded request decided again.
@@ -40,8 +43,12 @@ pub struct Redecision {
     pub admit_clauses: Vec<String>,
     /// Every host's verdict with its clauses.
     pub hosts: Vec<HostVerdict>,
-    /// Where it would run; `None` when refused.
+    /// Where it would run; `None` when refused, and for a hold.
     pub chosen: Option<String>,
+    /// For a decision to hold state (a stored response, a conversation,
+    /// an agent or a run): may the recorded instance hold it. Such a
+    /// decision runs nowhere; it is served when this allows it.
+    pub runtime: Option<RuntimeVerdict>,
 }
 
 /// A fresh verdict for one request, as the contracts give it.
@@ -67,7 +74,17 @@ impl Redecision {
             admit_clauses: d.admit_clauses.clone(),
             hosts: d.hosts.clone(),
             chosen: if runs { d.chosen.clone() } else { None },
+            runtime: d.runtime.clone(),
         }
+    }
+
+    /// Makes a fresh verdict about hosts one about holding state: the
+    /// hold's verdict replaces any host choice.
+    pub fn holding(mut self, runtime: RuntimeVerdict) -> Redecision {
+        self.hosts.clear();
+        self.chosen = None;
+        self.runtime = Some(runtime);
+        self
     }
 
     /// Applies the choice rule (module docs) to a fresh verdict.
@@ -98,12 +115,16 @@ impl Redecision {
                 .cloned()
                 .collect(),
             chosen,
+            runtime: None,
         }
     }
 
-    /// Whether it runs somewhere.
+    /// Whether it is served: it runs somewhere, or its state may be held.
     pub fn runs(&self) -> bool {
-        self.admitted && self.chosen.is_some()
+        match &self.runtime {
+            Some(hold) => self.admitted && hold.allowed,
+            None => self.admitted && self.chosen.is_some(),
+        }
     }
 
     pub fn allows(&self, host: &str) -> bool {
@@ -123,7 +144,9 @@ impl Redecision {
     /// refused host's clauses, when it does not.
     pub fn reasons(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = self.admit_clauses.iter().map(String::as_str).collect();
-        if self.admitted {
+        if let Some(hold) = &self.runtime {
+            ids.extend(hold.clauses.iter().map(String::as_str));
+        } else if self.admitted {
             match &self.chosen {
                 Some(host) => ids.extend(self.clauses_for(host).iter().map(String::as_str)),
                 None => {

@@ -1,13 +1,16 @@
 //! `treaty contracts check|explain`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use treaty_config::{Config, ProcessEnv};
 use treaty_contracts::CheckOptions;
-use treaty_gateway::policy::{ExplainRequest, Policy, explain};
+use treaty_domain::Instance;
+use treaty_gateway::policy::{ExplainRequest, Policy, explain, redecide};
 
 use crate::output;
 
@@ -197,23 +200,100 @@ pub async fn what_if(
     classification: Option<&std::path::Path>,
     progress: impl FnMut(u64, u64),
 ) -> anyhow::Result<treaty_ledger::SimulationReport> {
-    let mut from_config = base.clone();
-    apply_reading(&mut from_config, from)?;
-    let mut to_config = base.clone();
-    apply_reading(&mut to_config, to)?;
-    let from_policy = Policy::load(&from_config)?;
-    let mut to_policy = Policy::load(&to_config)?;
-    if let Some(file) = classification {
-        to_policy.classifier = treaty_gateway::policy::load_rules(file)?;
-        to_policy.classifier_source = file.display().to_string();
-    }
-    Ok(treaty_ledger::simulate(
-        store,
-        &|d| treaty_gateway::policy::redecide(&from_config, &from_policy, d),
-        &|d| treaty_gateway::policy::redecide(&to_config, &to_policy, d),
-        progress,
+    let from = Replay::load(base, from, None)?;
+    let to = Replay::load(base, to, classification)?;
+    Ok(
+        treaty_ledger::simulate(store, &|d| from.redecide(d), &|d| to.redecide(d), progress)
+            .await?,
     )
-    .await?)
+}
+
+/// One reading, ready to decide recorded requests again. A decision to
+/// hold state is replayed for the instance that made it, so a ledger
+/// written by several instances (on several clouds) replays each hold
+/// where it was asked for; the policy for another instance is loaded the
+/// first time one of its holds comes up.
+pub struct Replay {
+    config: Config,
+    policy: Policy,
+    classification: Option<PathBuf>,
+    elsewhere: std::sync::Mutex<HashMap<InstanceKey, Option<Arc<Elsewhere>>>>,
+}
+
+/// An instance's id, cloud and region.
+type InstanceKey = (String, String, String);
+
+/// The reading as another instance would decide it.
+struct Elsewhere {
+    config: Config,
+    policy: Policy,
+}
+
+impl Replay {
+    /// `reading` over `base`, with `classification` rules when given.
+    pub fn load(
+        base: &Config,
+        reading: &str,
+        classification: Option<&std::path::Path>,
+    ) -> anyhow::Result<Replay> {
+        let mut config = base.clone();
+        apply_reading(&mut config, reading)?;
+        let policy = Self::policy(&config, classification)?;
+        Ok(Replay {
+            config,
+            policy,
+            classification: classification.map(std::path::Path::to_path_buf),
+            elsewhere: std::sync::Mutex::default(),
+        })
+    }
+
+    fn policy(config: &Config, classification: Option<&std::path::Path>) -> anyhow::Result<Policy> {
+        let mut policy = Policy::load(config)?;
+        if let Some(file) = classification {
+            policy.classifier = treaty_gateway::policy::load_rules(file)?;
+            policy.classifier_source = file.display().to_string();
+        }
+        Ok(policy)
+    }
+
+    /// The recorded request decided under this reading.
+    pub fn redecide(&self, d: &treaty_ledger::DecisionRecord) -> treaty_ledger::Redecision {
+        let here = &self.config.instance;
+        if let Some(hold) = &d.runtime
+            && (hold.instance != here.id || hold.cloud != here.cloud || hold.region != here.region)
+            && let Some(there) = self.at(Instance {
+                id: hold.instance.clone(),
+                cloud: hold.cloud.clone(),
+                region: hold.region.clone(),
+            })
+        {
+            return redecide(&there.config, &there.policy, d);
+        }
+        redecide(&self.config, &self.policy, d)
+    }
+
+    /// The reading for another instance; `None` (replayed on this one)
+    /// if it cannot be loaded, which it can whenever this one could.
+    fn at(&self, instance: Instance) -> Option<Arc<Elsewhere>> {
+        let Ok(mut elsewhere) = self.elsewhere.lock() else {
+            return None;
+        };
+        let key = (
+            instance.id.clone(),
+            instance.cloud.clone(),
+            instance.region.clone(),
+        );
+        elsewhere
+            .entry(key)
+            .or_insert_with(|| {
+                let mut config = self.config.clone();
+                config.instance = instance;
+                Self::policy(&config, self.classification.as_deref())
+                    .ok()
+                    .map(|policy| Arc::new(Elsewhere { config, policy }))
+            })
+            .clone()
+    }
 }
 
 /// The what-if report as text: totals, host moves, then the clauses and

@@ -4,7 +4,8 @@
 //! directory, starts Treaty's *emulated* upstreams and the gateway on
 //! loopback, mints one key per tenant × channel × product, sends a mix of
 //! real HTTP requests through the gateway (plain, streamed, embeddings, a
-//! tool-call round trip, and refusals), prints what happened and exits 0
+//! tool-call round trip, and refusals), runs a Frontier agent with a
+//! webhook and an MCP tool ([`agent`]), prints what happened and exits 0
 //! when every request got the answer it should. `--serve` keeps the
 //! gateway up for a person or an SDK instead.
 
@@ -23,6 +24,8 @@ use treaty_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use treaty_keys::KeyRequest;
 
 use crate::output;
+
+mod agent;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -130,6 +133,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         let ok = traffic(&base, &keys, &emulator, &reading).await?;
+        let story = agent::run(&agent::Story {
+            http: &reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            base: &base,
+            keys: &keys,
+            emulator: &emulator,
+            config: &config,
+            store: &store,
+            ledger: &ledger,
+            reading: &reading,
+        })
+        .await?;
+        let ok = ok && story;
         ledger.flush().await?;
         let evidence = evidence(&config, &store, &reading).await?;
         if ok && evidence {
@@ -602,12 +619,14 @@ async fn evidence(
             .iter()
             .map(|m| format!("{} -> {} x{}", m.from, m.to, m.requests))
             .collect();
-        let refused: Vec<String> = r
+        let mut refused: Vec<String> = r
             .by_group
             .iter()
             .filter(|g| g.impact.became_refused > 0)
             .map(|g| format!("{}/{}/{}", g.tenant, g.channel, g.product))
             .collect();
+        // Groups are per class too: name each tenant/channel/product once.
+        refused.dedup();
         output::line(format!(
             "  {reading} -> {other}: {} requests, {} keep their host, {} move{}, {} become refused{}, {} reclassified",
             t.requests,

@@ -70,6 +70,22 @@ pub(crate) async fn create(
         Route::Responses,
         &req.model,
     )?;
+    // Earlier turns: a chain of stored responses or a conversation.
+    let mut history = match (&req.previous_response_id, &req.conversation) {
+        (Some(prev), _) => chain(&gw, &key, prev).await?,
+        (None, Some(conv)) => conversation_history(&gw, &key, conv.id()).await?,
+        (None, None) => Vec::new(),
+    };
+    let input = input_items(&req);
+    if req.conversation.is_some() {
+        super::conversations::refuse_taken_ids(history.iter().map(Item::id), &input, "input")?;
+    }
+    history.extend(input.iter().cloned());
+    let chat = to_chat_request(&req, &history, req.is_stream())
+        .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
+
+    // Everything a client can get wrong is checked above, so the hold's
+    // recorded outcome (the state is held here) is what happens next.
     let id = new_id("resp");
     let stateful = holds_state(&req);
     if stateful {
@@ -87,20 +103,6 @@ pub(crate) async fn create(
         )
         .await?;
     }
-
-    // Earlier turns: a chain of stored responses or a conversation.
-    let mut history = match (&req.previous_response_id, &req.conversation) {
-        (Some(prev), _) => chain(&gw, &key, prev).await?,
-        (None, Some(conv)) => conversation_history(&gw, &key, conv.id()).await?,
-        (None, None) => Vec::new(),
-    };
-    let input = input_items(&req);
-    if req.conversation.is_some() {
-        super::conversations::refuse_taken_ids(history.iter().map(Item::id), &input, "input")?;
-    }
-    history.extend(input.iter().cloned());
-    let chat = to_chat_request(&req, &history, req.is_stream())
-        .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
 
     let mut object =
         ResponseObject::from_request(id.clone(), started_secs(), &req, ResponseStatus::InProgress);
@@ -183,7 +185,18 @@ pub(crate) async fn create(
     let placed = step.placed.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
     let idle = gw.config.upstream.first_byte_timeout;
-    tokio::spawn(drive_stream(gw.clone(), step, object, saver, tx, idle));
+    let cancelled = gw.runtime.live.watch(&id);
+    tokio::spawn(drive_stream(
+        gw.clone(),
+        step,
+        object,
+        saver,
+        Channel {
+            tx,
+            idle,
+            cancelled,
+        },
+    ));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -201,21 +214,72 @@ pub(crate) async fn create(
     Ok(res)
 }
 
+/// The responses this instance is streaming, each with the signal that
+/// stops it when its client cancels it. The lock is never held across an
+/// await.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    streams: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+impl Live {
+    fn watch(&self, id: &str) -> Arc<tokio::sync::Notify> {
+        let signal = Arc::new(tokio::sync::Notify::new());
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.insert(id.to_owned(), signal.clone());
+        }
+        signal
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.remove(id);
+        }
+    }
+
+    /// Stops the stream making `id`, if this instance is making it. A
+    /// stream on another replica finds out when it stores its end (the
+    /// stored status stays `cancelled`).
+    fn cancel(&self, id: &str) {
+        let signal = self.streams.lock().ok().and_then(|s| s.get(id).cloned());
+        if let Some(signal) = signal {
+            // A permit: the stream sees it even if it is not waiting yet.
+            signal.notify_one();
+        }
+    }
+}
+
 fn started_secs() -> i64 {
     now_ms() / 1000
 }
 
+/// Where a streamed response's events go, and what stops it.
+struct Channel {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    /// Longest wait for the host's next chunk.
+    idle: std::time::Duration,
+    /// Notified when the client cancels the response.
+    cancelled: Arc<tokio::sync::Notify>,
+}
+
 /// Reads the upstream stream, sends Responses events to the client, and
 /// stores the response when the stream ends (also when the client left:
-/// the response is then stored as it stood, `incomplete`).
+/// the response is then stored as it stood, `incomplete`). A cancel stops
+/// reading from the host at once (dropping the upstream request) and ends
+/// the stream with the response `cancelled`.
 async fn drive_stream(
     gw: Arc<Gateway>,
     step: super::step::StreamingStep,
     object: ResponseObject,
     saver: Saver,
-    tx: tokio::sync::mpsc::Sender<Bytes>,
-    idle: std::time::Duration,
+    channel: Channel,
 ) {
+    let Channel {
+        tx,
+        idle,
+        cancelled,
+    } = channel;
+    let id = object.id.clone();
     let super::step::StreamingStep {
         first,
         mut rest,
@@ -227,19 +291,27 @@ async fn drive_stream(
     let mut client_gone = send_all(&tx, t.start()).await;
     let mut usage = None;
     let mut failure: Option<(String, String)> = None;
+    let mut was_cancelled = false;
     let mut next = Some(Ok(first));
     while !client_gone {
         let event = match next.take() {
             Some(e) => Some(e),
-            None => match tokio::time::timeout(idle, rest.next()).await {
-                Ok(e) => e,
-                Err(_) => {
-                    failure = Some((
-                        "upstream_timeout".into(),
-                        "The host stopped sending.".into(),
-                    ));
+            None => tokio::select! {
+                biased;
+                () = cancelled.notified() => {
+                    was_cancelled = true;
                     break;
                 }
+                e = tokio::time::timeout(idle, rest.next()) => match e {
+                    Ok(e) => e,
+                    Err(_) => {
+                        failure = Some((
+                            "upstream_timeout".into(),
+                            "The host stopped sending.".into(),
+                        ));
+                        break;
+                    }
+                },
             },
         };
         match event {
@@ -259,7 +331,11 @@ async fn drive_stream(
         }
     }
     drop(rest);
-    let (events, final_object, error) = if let Some((code, message)) = failure {
+    gw.runtime.live.forget(&id);
+    let (events, final_object, error) = if was_cancelled {
+        let (events, obj) = t.cancel();
+        (events, obj, Some("cancelled".to_owned()))
+    } else if let Some((code, message)) = failure {
         let (events, obj) = t.fail(&code, &message);
         (events, obj, Some(code))
     } else if client_gone {
@@ -273,7 +349,9 @@ async fn drive_stream(
     // Batched ledger: the decision is durable before the final event.
     let gate_ok = pass_gate(gate).await.is_ok();
     saver.save(&final_object).await;
-    ending.end(&gw, usage, client_gone, error);
+    // A cancel is the client's too: the ledger records the step as
+    // cancelled by the client.
+    ending.end(&gw, usage, client_gone || was_cancelled, error);
     if !client_gone && gate_ok {
         send_all(&tx, events).await;
     }
@@ -505,6 +583,7 @@ pub(crate) async fn cancel(
         let row = stored(&gw, &key, &id).await?;
         return json(&from_json::<ResponseObject>(&row.body)?);
     }
+    gw.runtime.live.cancel(&id);
     json(&object)
 }
 

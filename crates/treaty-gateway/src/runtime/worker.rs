@@ -47,6 +47,8 @@ pub struct Runtime {
     pub(crate) wake: tokio::sync::Notify,
     /// This instance's worker identity, for leases.
     pub(crate) owner: String,
+    /// Responses being streamed by this instance, so a cancel stops them.
+    pub(crate) live: super::responses::Live,
 }
 
 impl Runtime {
@@ -70,6 +72,7 @@ impl Runtime {
             http,
             wake: tokio::sync::Notify::new(),
             owner: format!("{}:{}", config.instance.id, uuid::Uuid::now_v7().simple()),
+            live: super::responses::Live::default(),
         }
     }
 

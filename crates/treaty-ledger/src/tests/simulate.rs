@@ -2,7 +2,9 @@
 
 use super::reports::load_fixture;
 use super::{Db, on_both};
-use crate::{DecisionRecord, HostMove, HostVerdict, Redecision, Verdicts, simulate};
+use crate::{
+    DecisionRecord, HostMove, HostVerdict, Redecision, RuntimeVerdict, Verdicts, simulate,
+};
 
 fn verdict(host: &str, allowed: bool, clause: &str) -> HostVerdict {
     HostVerdict {
@@ -161,4 +163,52 @@ fn preferred_hosts_are_chosen_first_among_candidates() {
     );
     assert_eq!(refused.chosen, None);
     assert!(!refused.runs());
+}
+
+#[test]
+fn a_hold_is_served_when_its_instance_may_hold_the_state() {
+    let mut d = super::reports::req(
+        "h",
+        0,
+        ("acme", "aws-marketplace", "frontier"),
+        "stateful_agent",
+        true,
+        &["C1"],
+        &[],
+        None,
+        None,
+    );
+    let held = |allowed: bool, clause: &str| RuntimeVerdict {
+        instance: "treaty-aws".into(),
+        cloud: "aws".into(),
+        region: "us-east".into(),
+        allowed,
+        clauses: vec![clause.into()],
+    };
+    d.runtime = Some(held(true, "C2"));
+    let recorded = Redecision::recorded(&d);
+    assert!(recorded.runs(), "a hold that was allowed is served");
+    assert_eq!(recorded.reasons(), ["C1", "C2"]);
+
+    // The fresh verdict about hosts gives way to the hold's: no host is
+    // chosen, and the hold decides whether it is served.
+    let hosts = [verdict("az", true, "X1")];
+    let fresh = || {
+        Redecision::from_verdicts(
+            &d,
+            Verdicts {
+                admitted: true,
+                workload_class: "stateful_agent",
+                admit_clauses: &["C1".to_owned()],
+                hosts: &hosts,
+                preferred: &[],
+            },
+        )
+    };
+    let refused = fresh().holding(held(false, "C4m"));
+    assert_eq!((refused.runs(), refused.chosen.as_deref()), (false, None));
+    assert_eq!(refused.reasons(), ["C1", "C4m"]);
+    let allowed = fresh().holding(held(true, "C4a"));
+    assert!(allowed.runs());
+    assert!(allowed.hosts.is_empty());
 }

@@ -95,7 +95,7 @@ pub enum ResponseStatus {
     Failed,
     /// The model step is running.
     InProgress,
-    /// Cancelled by the client (OpenAI's background mode; not produced).
+    /// Cancelled by the client (`POST /v1/responses/{id}/cancel`).
     Cancelled,
     /// Waiting to run (OpenAI's background mode; not produced).
     Queued,

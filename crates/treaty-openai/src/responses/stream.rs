@@ -249,6 +249,33 @@ impl StreamTranslator {
         (out, self.response.clone())
     }
 
+    /// Ends a response its client cancelled: open items close as
+    /// `incomplete` and the last event is `response.incomplete` whose
+    /// response has status `cancelled`. (The Responses stream has no
+    /// event of its own for a cancellation; SDK stream helpers accept
+    /// this one and report no final response.)
+    pub fn cancel(&mut self) -> (Vec<Event>, ResponseObject) {
+        let mut out = Vec::new();
+        if self.phase == Phase::Ended {
+            return (out, self.response.clone());
+        }
+        self.start_into(&mut out);
+        self.close_open(ItemStatus::Incomplete, &mut out);
+        self.response.usage = self.usage;
+        self.response.set_status(ResponseStatus::Cancelled, None);
+        let response = Lifecycle {
+            response: &self.response,
+        };
+        emit(
+            &mut self.next_sequence,
+            &mut out,
+            "response.incomplete",
+            &response,
+        );
+        self.phase = Phase::Ended;
+        (out, self.response.clone())
+    }
+
     /// Ends with `response.failed` (status `failed`, `error: {code,
     /// message}`), leaving items as they are. `code` should be one of
     /// OpenAI's, e.g. `server_error`.

@@ -207,7 +207,12 @@ fn replay(events: &[Event], final_response: &ResponseObject) -> Vec<Value> {
     }
     let terminal = terminal.expect("the stream ends with a terminal response event");
     let last = events.last().unwrap().kind;
-    assert_eq!(terminal["status"], last.trim_start_matches("response."));
+    // A cancelled response ends with `response.incomplete`, status
+    // `cancelled`; every other ending names its status.
+    let status = terminal["status"].as_str().unwrap();
+    if !(last == "response.incomplete" && status == "cancelled") {
+        assert_eq!(status, last.trim_start_matches("response."));
+    }
     if last != "response.failed" {
         assert!(
             done.iter().all(|d| *d),
@@ -221,6 +226,34 @@ fn replay(events: &[Event], final_response: &ResponseObject) -> Vec<Value> {
 
 fn kinds(events: &[Event]) -> Vec<&'static str> {
     events.iter().map(|e| e.kind).collect()
+}
+
+#[test]
+fn a_cancelled_stream_closes_its_open_items_and_ends_cancelled() {
+    let mut t = translator(json!({"model": "m", "input": "hi"}));
+    let mut events = t.start();
+    for c in [text("one "), text("two ")] {
+        events.extend(t.on_chunk(c.as_bytes()).unwrap());
+    }
+    let (end, response) = t.cancel();
+    events.extend(end);
+    let output = replay(&events, &response);
+    assert_eq!(
+        &kinds(&events)[events.len() - 5..],
+        [
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.incomplete",
+        ]
+    );
+    assert_eq!(response.status, ResponseStatus::Cancelled);
+    assert_eq!(output[0]["status"], "incomplete");
+    assert_eq!(response.output_text(), "one two ");
+    // Nothing more comes after the end, whatever the host still sends.
+    assert!(t.on_chunk(text("three").as_bytes()).unwrap().is_empty());
+    assert!(t.finish().0.is_empty());
 }
 
 #[test]
