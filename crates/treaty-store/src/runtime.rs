@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 use crate::{Store, StoreError};
 
 /// A stored response (`POST /v1/responses` with `store`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ResponseRow {
     pub id: String,
     pub tenant: String,
@@ -29,7 +29,7 @@ pub struct ResponseRow {
 }
 
 /// One item (message, function call, function call output) as JSON.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ItemRow {
     pub item_id: String,
     pub body: String,
@@ -51,7 +51,7 @@ impl ItemKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ConversationRow {
     pub id: String,
     pub tenant: String,
@@ -61,7 +61,7 @@ pub struct ConversationRow {
 }
 
 /// An item of a conversation, with its place in it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ConversationItemRow {
     pub seq: i64,
     pub item_id: String,
@@ -69,7 +69,7 @@ pub struct ConversationItemRow {
     pub body: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AgentRow {
     pub id: String,
     pub tenant: String,
@@ -79,7 +79,7 @@ pub struct AgentRow {
     pub body: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RunRow {
     pub id: String,
     pub tenant: String,
@@ -96,7 +96,7 @@ pub struct RunRow {
     pub body: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RunEventRow {
     pub seq: i64,
     pub kind: String,
@@ -122,52 +122,9 @@ macro_rules! run_columns {
     };
 }
 
-fn response_row(r: &AnyRow) -> Result<ResponseRow, StoreError> {
-    Ok(ResponseRow {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        key_id: r.try_get("key_id")?,
-        previous_response_id: r.try_get("previous_response_id")?,
-        conversation_id: r.try_get("conversation_id")?,
-        status: r.try_get("status")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        body: r.try_get("body")?,
-    })
-}
-
-fn run_row(r: &AnyRow) -> Result<RunRow, StoreError> {
-    Ok(RunRow {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        agent_id: r.try_get("agent_id")?,
-        conversation_id: r.try_get("conversation_id")?,
-        status: r.try_get("status")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        lease_owner: r.try_get("lease_owner")?,
-        lease_until: r.try_get("lease_until")?,
-        body: r.try_get("body")?,
-    })
-}
-
-fn agent_row(r: &AnyRow) -> Result<AgentRow, StoreError> {
-    Ok(AgentRow {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        body: r.try_get("body")?,
-    })
-}
-
-fn conversation_item_row(r: &AnyRow) -> Result<ConversationItemRow, StoreError> {
-    Ok(ConversationItemRow {
-        seq: r.try_get("seq")?,
-        item_id: r.try_get("item_id")?,
-        created_at: r.try_get("created_at")?,
-        body: r.try_get("body")?,
-    })
+/// Reads a row into its struct by column names.
+fn read<T: for<'r> sqlx::FromRow<'r, AnyRow>>(r: &AnyRow) -> Result<T, StoreError> {
+    Ok(T::from_row(r)?)
 }
 
 impl Store {
@@ -269,7 +226,7 @@ impl Store {
         .bind(tenant)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(response_row).transpose()
+        row.as_ref().map(read).transpose()
     }
 
     /// A response's input or output items, in order.
@@ -285,14 +242,7 @@ impl Store {
         .bind(kind.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ItemRow {
-                    item_id: r.try_get("item_id")?,
-                    body: r.try_get("body")?,
-                })
-            })
-            .collect()
+        rows.iter().map(read).collect()
     }
 
     /// Deletes a response and its items; false when the tenant has no
@@ -360,15 +310,7 @@ impl Store {
         .bind(tenant)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(ConversationRow {
-                id: r.try_get("id")?,
-                tenant: r.try_get("tenant")?,
-                created_at: r.try_get("created_at")?,
-                metadata: r.try_get("metadata")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(read).transpose()
     }
 
     pub async fn update_conversation(
@@ -483,7 +425,7 @@ impl Store {
                 .await?
             }
         };
-        rows.iter().map(conversation_item_row).collect()
+        rows.iter().map(read).collect()
     }
 
     pub async fn conversation_item(
@@ -498,7 +440,7 @@ impl Store {
         .bind(item_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(conversation_item_row).transpose()
+        row.as_ref().map(read).transpose()
     }
 
     pub async fn delete_conversation_item(
@@ -540,7 +482,7 @@ impl Store {
         .bind(tenant)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(agent_row).transpose()
+        row.as_ref().map(read).transpose()
     }
 
     /// A page of the tenant's agents, oldest first, after the agent with
@@ -570,7 +512,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?,
         };
-        rows.iter().map(agent_row).collect()
+        rows.iter().map(read).collect()
     }
 
     pub async fn update_agent(
@@ -634,7 +576,7 @@ impl Store {
         .bind(tenant)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(run_row).transpose()
+        row.as_ref().map(read).transpose()
     }
 
     /// A page of the tenant's runs (optionally of one agent), by id.
@@ -676,7 +618,7 @@ impl Store {
                 .await?
             }
         };
-        rows.iter().map(run_row).collect()
+        rows.iter().map(read).collect()
     }
 
     /// Claims the oldest run a worker may take (queued, or in progress
@@ -702,7 +644,7 @@ impl Store {
         .bind(now_ms)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(run_row).transpose()
+        row.as_ref().map(read).transpose()
     }
 
     /// Saves a step of a run its worker holds: fenced on the lease owner
@@ -852,16 +794,7 @@ impl Store {
         .bind(after_seq)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunEventRow {
-                    seq: r.try_get("seq")?,
-                    kind: r.try_get("kind")?,
-                    at_ms: r.try_get("at_ms")?,
-                    body: r.try_get("body")?,
-                })
-            })
-            .collect()
+        rows.iter().map(read).collect()
     }
 }
 
