@@ -288,8 +288,10 @@ pub(crate) async fn create(
         lease_until: 0,
         body: to_json(&state)?,
     };
-    gw.store.insert_run(&row).await.map_err(store_error)?;
+    // Logged before the run exists: a polling worker may claim it the
+    // moment it is inserted, and its events must come after this one.
     super::worker::event(&gw, &id, "run.created", &state.public).await;
+    gw.store.insert_run(&row).await.map_err(store_error)?;
     gw.runtime.wake.notify_one();
     if req.stream {
         return Ok(event_stream(gw.clone(), id, 0));
@@ -422,6 +424,10 @@ async fn answer_action(
     answer(&mut state)?;
     state.public.status = "queued".into();
     state.public.required_action = None;
+    // Logged before the run is queued, for the same reason as
+    // `run.created`. Should the transition lose a race, the run was
+    // cancelled, expired or answered meanwhile, and the log says so next.
+    super::worker::event(gw, id, "run.queued", &state.public).await;
     let changed = gw
         .store
         .transition_run(
@@ -440,7 +446,6 @@ async fn answer_action(
             None,
         ));
     }
-    super::worker::event(gw, id, "run.queued", &state.public).await;
     gw.runtime.wake.notify_one();
     json(&public(&owned(gw, key, id).await?)?)
 }
@@ -550,7 +555,10 @@ fn event_stream(gw: Shared, run_id: String, after: i64) -> Response {
             if let Some(last) = events.last() {
                 after = last.seq;
                 let mut out = String::new();
-                let mut ended = false;
+                // The stream ends with the run, or when it waits for the
+                // client *now*: a `requires_action` already answered (the
+                // run queued again after it) does not end it.
+                let mut ended = matches!(last.kind.as_str(), "run.requires_action");
                 for e in &events {
                     out.push_str("id: ");
                     out.push_str(&e.seq.to_string());
@@ -561,11 +569,7 @@ fn event_stream(gw: Shared, run_id: String, after: i64) -> Response {
                     out.push_str("\n\n");
                     ended |= matches!(
                         e.kind.as_str(),
-                        "run.completed"
-                            | "run.failed"
-                            | "run.cancelled"
-                            | "run.expired"
-                            | "run.requires_action"
+                        "run.completed" | "run.failed" | "run.cancelled" | "run.expired"
                     );
                 }
                 return Some((
