@@ -148,7 +148,10 @@ pub fn for_host(
                 http,
             )?));
         }
-        kind @ (ProviderKind::Bedrock | ProviderKind::Gemini) => {
+        kind @ ProviderKind::Bedrock => {
+            return Err(ProviderError::Unsupported { host: id, kind });
+        }
+        kind @ ProviderKind::Gemini => {
             return Err(ProviderError::Unsupported { host: id, kind });
         }
     };
