@@ -249,8 +249,8 @@ impl Gw {
     }
 
     /// Waits as a client should for a run to need it: by following its
-    /// events, which end when it waits (the run's status changes just
-    /// before its `run.requires_action` event is logged).
+    /// events, which end when it waits (the run's status and its
+    /// `run.requires_action` event are written in one transaction).
     async fn wait_for_action(&self, tenant: &str, run_id: &str) -> Value {
         let events = self.events(tenant, run_id).await;
         assert_eq!(

@@ -21,7 +21,7 @@ pub use keys::{KeyRow, NewKey};
 pub use ledger::{CheckpointRow, LedgerConnection, LedgerHead, LedgerRow, LedgerTx, SigningKeyRow};
 pub use runtime::{
     AgentRow, ConversationItemRow, ConversationRow, ItemKind, ItemRow, Order, ResponseRow,
-    RunEventRow, RunRow,
+    RunChange, RunEvent, RunEventRow, RunRow,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};

@@ -7,6 +7,11 @@
 //! reach another tenant's rows even by guessing ids (the caller answers
 //! 404 either way). Only the run worker reads runs by id alone, after it
 //! has claimed them.
+//!
+//! A run's event log must never disagree with its state: a change of a
+//! run that announces itself ([`RunEvent`]) writes the row and appends
+//! the event in one transaction, and appends nothing when the change did
+//! not happen (a fenced save or a transition that lost its race).
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -94,6 +99,25 @@ pub struct RunRow {
     pub lease_until: i64,
     /// The run's whole state, as JSON: resuming reads only this.
     pub body: String,
+}
+
+/// A run's new status and state, as a change writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunChange<'a> {
+    pub status: &'a str,
+    /// The run's whole state, as JSON.
+    pub body: &'a str,
+    pub at_ms: i64,
+}
+
+/// The event that announces a change of a run, appended to its log in
+/// the change's transaction, and only if the change happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunEvent<'a> {
+    pub kind: &'a str,
+    pub at_ms: i64,
+    /// The event's data, as JSON.
+    pub body: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -356,17 +380,8 @@ impl Store {
         items: &[ItemRow],
         at_ms: i64,
     ) -> Result<(), StoreError> {
-        for attempt in 0.. {
-            match self
-                .try_append_conversation_items(conversation_id, items, at_ms)
-                .await
-            {
-                Err(StoreError::Query(sqlx::Error::Database(e)))
-                    if attempt < 8 && e.is_unique_violation() => {}
-                other => return other,
-            }
-        }
-        Ok(())
+        retry_on_seq_clash(|| self.try_append_conversation_items(conversation_id, items, at_ms))
+            .await
     }
 
     async fn try_append_conversation_items(
@@ -545,7 +560,13 @@ impl Store {
 
     // --------------------------------------------------------------- runs
 
-    pub async fn insert_run(&self, row: &RunRow) -> Result<(), StoreError> {
+    /// Stores a new run with the event that announces it.
+    pub async fn insert_run(&self, row: &RunRow, event: RunEvent<'_>) -> Result<(), StoreError> {
+        retry_on_seq_clash(|| self.try_insert_run(row, event)).await
+    }
+
+    async fn try_insert_run(&self, row: &RunRow, event: RunEvent<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(concat!(
             "INSERT INTO runs (",
             run_columns!(),
@@ -561,8 +582,10 @@ impl Store {
         .bind(row.lease_owner.as_deref())
         .bind(row.lease_until)
         .bind(&row.body)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        insert_event(&mut tx, &row.id, event).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -649,70 +672,118 @@ impl Store {
 
     /// Saves a step of a run its worker holds: fenced on the lease owner
     /// and on the run still being in progress, so a worker that lost its
-    /// lease, or a run cancelled meanwhile, is not overwritten. `status`
-    /// other than `in_progress` releases the run.
+    /// lease, or a run cancelled meanwhile, is not overwritten. A status
+    /// other than `in_progress` releases the run. `event` is logged with
+    /// the save, and not at all when the save is refused; returns whether
+    /// the run was saved.
     pub async fn save_run(
         &self,
         id: &str,
         owner: &str,
-        status: &str,
-        body: &str,
-        now_ms: i64,
+        change: RunChange<'_>,
         lease_until: i64,
+        event: Option<RunEvent<'_>>,
     ) -> Result<bool, StoreError> {
-        let (owner_after, lease_after) = if status == "in_progress" {
+        retry_on_seq_clash(|| self.try_save_run(id, owner, change, lease_until, event)).await
+    }
+
+    async fn try_save_run(
+        &self,
+        id: &str,
+        owner: &str,
+        change: RunChange<'_>,
+        lease_until: i64,
+        event: Option<RunEvent<'_>>,
+    ) -> Result<bool, StoreError> {
+        let (owner_after, lease_after) = if change.status == "in_progress" {
             (Some(owner), lease_until)
         } else {
             (None, 0)
         };
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE runs SET status = $1, body = $2, updated_at = $3, lease_owner = $4, lease_until = $5 \
              WHERE id = $6 AND lease_owner = $7 AND status = 'in_progress'",
         )
-        .bind(status)
-        .bind(body)
-        .bind(now_ms)
+        .bind(change.status)
+        .bind(change.body)
+        .bind(change.at_ms)
         .bind(owner_after)
         .bind(lease_after)
         .bind(id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some(event) = event {
+            insert_event(&mut tx, id, event).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Changes a run from outside its worker (tool outputs submitted, a
     /// cancellation) if its status is one of `from`; frees the lease so a
-    /// worker can claim it at once when `to` is `queued`.
+    /// worker can claim it at once when the new status is `queued`.
+    /// `event` is logged with the change, and not at all when the run was
+    /// in none of `from`; returns whether the run changed.
     pub async fn transition_run(
         &self,
         tenant: &str,
         id: &str,
         from: &[&str],
-        to: &str,
-        body: &str,
-        now_ms: i64,
+        change: RunChange<'_>,
+        event: Option<RunEvent<'_>>,
     ) -> Result<bool, StoreError> {
-        // `IN` over a bound list is not portable across the two backends;
-        // `from` is short, so the statuses are tried one at a time.
-        for status in from {
-            let done = sqlx::query(
-                "UPDATE runs SET status = $1, body = $2, updated_at = $3, lease_owner = NULL, lease_until = 0 \
-                 WHERE id = $4 AND tenant = $5 AND status = $6",
-            )
-            .bind(to)
-            .bind(body)
-            .bind(now_ms)
-            .bind(id)
-            .bind(tenant)
-            .bind(*status)
-            .execute(&self.pool)
-            .await?;
-            if done.rows_affected() > 0 {
-                return Ok(true);
-            }
+        if from.is_empty() {
+            return Ok(false);
         }
-        Ok(false)
+        retry_on_seq_clash(|| self.try_transition_run(tenant, id, from, change, event)).await
+    }
+
+    async fn try_transition_run(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: &[&str],
+        change: RunChange<'_>,
+        event: Option<RunEvent<'_>>,
+    ) -> Result<bool, StoreError> {
+        // One statement over all of `from`, so PostgreSQL checks the whole
+        // condition again on a row another transaction changed meanwhile
+        // (one statement per status could miss a run that moved from one
+        // of them to another). Each status is its own scalar placeholder:
+        // binding a list is not portable across the two backends.
+        let statuses = (0..from.len())
+            .map(|i| format!("${}", i + 6))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE runs SET status = $1, body = $2, updated_at = $3, lease_owner = NULL, lease_until = 0 \
+             WHERE id = $4 AND tenant = $5 AND status IN ({statuses})"
+        );
+        let mut tx = self.pool.begin().await?;
+        // Only generated placeholders are formatted into the SQL.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(change.status)
+            .bind(change.body)
+            .bind(change.at_ms)
+            .bind(id)
+            .bind(tenant);
+        for status in from {
+            query = query.bind(*status);
+        }
+        let done = query.execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some(event) = event {
+            insert_event(&mut tx, id, event).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Extends the lease of a run its worker still holds.
@@ -734,23 +805,53 @@ impl Store {
     }
 
     /// Expires runs left waiting for the client (`requires_action`) since
-    /// before `before_ms`; returns their ids.
+    /// before `before_ms`, each with the event `kind` whose data is
+    /// `body(run_id)`, in one transaction; returns their ids.
     pub async fn expire_runs(
         &self,
         before_ms: i64,
         now_ms: i64,
+        kind: &str,
+        body: impl Fn(&str) -> String,
     ) -> Result<Vec<String>, StoreError> {
+        retry_on_seq_clash(|| self.try_expire_runs(before_ms, now_ms, kind, &body)).await
+    }
+
+    async fn try_expire_runs(
+        &self,
+        before_ms: i64,
+        now_ms: i64,
+        kind: &str,
+        body: &impl Fn(&str) -> String,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "UPDATE runs SET status = 'expired', updated_at = $1 WHERE status = 'requires_action' AND updated_at < $2 RETURNING id",
         )
         .bind(now_ms)
         .bind(before_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+        let ids = rows
+            .iter()
+            .map(|r| Ok(r.try_get("id")?))
+            .collect::<Result<Vec<String>, StoreError>>()?;
+        for id in &ids {
+            let data = body(id);
+            let event = RunEvent {
+                kind,
+                at_ms: now_ms,
+                body: &data,
+            };
+            insert_event(&mut tx, id, event).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
-    /// Appends one event to a run's log; returns its seq.
+    /// Appends one event that announces no change of the run's row to its
+    /// log; returns its seq. An event that goes with a change is passed to
+    /// the change instead ([`Store::save_run`], [`Store::transition_run`]).
     pub async fn append_run_event(
         &self,
         run_id: &str,
@@ -758,27 +859,12 @@ impl Store {
         at_ms: i64,
         body: &str,
     ) -> Result<i64, StoreError> {
-        for attempt in 0.. {
-            let result = sqlx::query(
-                "INSERT INTO run_events (run_id, seq, kind, at_ms, body) \
-                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM run_events WHERE run_id = $1 RETURNING seq",
-            )
-            .bind(run_id)
-            .bind(kind)
-            .bind(at_ms)
-            .bind(body)
-            .fetch_one(&self.pool)
-            .await;
-            match result {
-                Ok(row) => return Ok(row.try_get("seq")?),
-                Err(sqlx::Error::Database(e)) if attempt < 8 && e.is_unique_violation() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::Corrupt {
-            table: "run_events",
-            detail: "no free sequence number".into(),
+        let event = RunEvent { kind, at_ms, body };
+        retry_on_seq_clash(|| async move {
+            let mut conn = self.pool.acquire().await?;
+            insert_event(&mut conn, run_id, event).await
         })
+        .await
     }
 
     /// A run's events after `after_seq`, in order.
@@ -817,4 +903,56 @@ async fn insert_items(
         .await?;
     }
     Ok(())
+}
+
+/// Appends `event` to a run's log with the next seq, on the caller's
+/// connection or inside its transaction (see [`retry_on_seq_clash`] for
+/// two writers taking one seq); returns the seq.
+async fn insert_event(
+    conn: &mut sqlx::AnyConnection,
+    run_id: &str,
+    event: RunEvent<'_>,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO run_events (run_id, seq, kind, at_ms, body) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM run_events WHERE run_id = $1 RETURNING seq",
+    )
+    .bind(run_id)
+    .bind(event.kind)
+    .bind(event.at_ms)
+    .bind(event.body)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get("seq")?)
+}
+
+/// Tries `attempt` again when it failed on a unique violation: two
+/// writers took the same next `seq` (of a conversation's items or a run's
+/// events), and the one that lost must take the next. The whole attempt,
+/// a transaction, is what is tried again: on PostgreSQL the failed insert
+/// has aborted its transaction, and a rolled-back attempt left nothing
+/// behind, so trying its change again is safe.
+///
+/// For run events the clash is rare: a change of a run takes the run's
+/// row (PostgreSQL locks it until commit; SQLite has one writer at a time)
+/// before it reads MAX(seq), so changes of one run append one after the
+/// other; only an event appended on its own can race with one. Another
+/// unique violation (a run id used twice) fails the same way every time
+/// and is returned after the last try.
+async fn retry_on_seq_clash<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut clashes = 0;
+    loop {
+        match attempt().await {
+            Err(StoreError::Query(sqlx::Error::Database(e)))
+                if clashes < 8 && e.is_unique_violation() =>
+            {
+                clashes += 1;
+            }
+            other => return other,
+        }
+    }
 }

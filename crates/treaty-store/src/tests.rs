@@ -210,8 +210,19 @@ async fn exercise_runtime(store: &Store) {
         lease_until: 0,
         body: "{}".into(),
     };
-    store.insert_run(&run("run_1", 10)).await.unwrap();
-    store.insert_run(&run("run_2", 11)).await.unwrap();
+    let created = |at_ms| RunEvent {
+        kind: "run.created",
+        at_ms,
+        body: "{}",
+    };
+    store
+        .insert_run(&run("run_1", 10), created(10))
+        .await
+        .unwrap();
+    store
+        .insert_run(&run("run_2", 11), created(11))
+        .await
+        .unwrap();
     let a = store.claim_run("w1", 100, 200).await.unwrap().unwrap();
     let b = store.claim_run("w2", 100, 200).await.unwrap().unwrap();
     assert_eq!((a.id.as_str(), b.id.as_str()), ("run_1", "run_2"));
@@ -224,13 +235,19 @@ async fn exercise_runtime(store: &Store) {
     assert_eq!(c.id, "run_1");
     assert!(
         !store
-            .save_run("run_1", "w1", "completed", "{}", 202, 0)
+            .save_run("run_1", "w1", change("completed", "{}", 202), 0, None)
             .await
             .unwrap()
     );
     assert!(
         store
-            .save_run("run_1", "w3", "requires_action", "{\"s\":1}", 203, 0)
+            .save_run(
+                "run_1",
+                "w3",
+                change("requires_action", "{\"s\":1}", 203),
+                0,
+                None
+            )
             .await
             .unwrap()
     );
@@ -241,16 +258,21 @@ async fn exercise_runtime(store: &Store) {
                 "acme",
                 "run_1",
                 &["requires_action"],
-                "queued",
-                "{\"s\":2}",
-                401
+                change("queued", "{\"s\":2}", 401),
+                None
             )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .transition_run("dod", "run_1", &["queued"], "cancelled", "{}", 402)
+            .transition_run(
+                "dod",
+                "run_1",
+                &["queued"],
+                change("cancelled", "{}", 402),
+                None
+            )
             .await
             .unwrap()
     );
@@ -274,17 +296,278 @@ async fn exercise_runtime(store: &Store) {
             .is_empty()
     );
 
+    // Changes above logged nothing but `run.created` (seq 1).
     assert_eq!(
         store.append_run_event("run_1", "a", 1, "{}").await.unwrap(),
-        1
+        2
     );
     assert_eq!(
         store.append_run_event("run_1", "b", 2, "{}").await.unwrap(),
-        2
+        3
     );
-    let ev = store.run_events("run_1", 1).await.unwrap();
+    let ev = store.run_events("run_1", 2).await.unwrap();
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].kind, "b");
+}
+
+fn change<'a>(status: &'a str, body: &'a str, at_ms: i64) -> RunChange<'a> {
+    RunChange {
+        status,
+        body,
+        at_ms,
+    }
+}
+
+fn announce(kind: &str, at_ms: i64) -> Option<RunEvent<'_>> {
+    Some(RunEvent {
+        kind,
+        at_ms,
+        body: "{\"e\":1}",
+    })
+}
+
+async fn log(store: &Store, run_id: &str) -> Vec<(i64, String)> {
+    store
+        .run_events(run_id, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.kind))
+        .collect()
+}
+
+/// A run's log agrees with its changes: a change that happens logs its
+/// event with the next seq, one that loses its race logs nothing. Run on
+/// both backends.
+async fn exercise_run_events(store: &Store) {
+    let run = RunRow {
+        id: "run_e".into(),
+        tenant: "acme".into(),
+        agent_id: "agent_1".into(),
+        conversation_id: "conv_1".into(),
+        status: "queued".into(),
+        created_at: 10,
+        updated_at: 10,
+        lease_owner: None,
+        lease_until: 0,
+        body: "{}".into(),
+    };
+    let created = RunEvent {
+        kind: "run.created",
+        at_ms: 10,
+        body: "{\"id\":\"run_e\"}",
+    };
+    store.insert_run(&run, created).await.unwrap();
+    let ev = store.run_events("run_e", 0).await.unwrap();
+    assert_eq!(
+        ev,
+        vec![RunEventRow {
+            seq: 1,
+            kind: "run.created".into(),
+            at_ms: 10,
+            body: "{\"id\":\"run_e\"}".into(),
+        }]
+    );
+
+    // w1 claims the run and dies; w2 takes it over after the lease.
+    assert_eq!(
+        store.claim_run("w1", 100, 200).await.unwrap().unwrap().id,
+        "run_e"
+    );
+    assert_eq!(
+        store.claim_run("w2", 201, 300).await.unwrap().unwrap().id,
+        "run_e"
+    );
+    // A fenced save that loses logs nothing.
+    assert!(
+        !store
+            .save_run(
+                "run_e",
+                "w1",
+                change("completed", "{}", 202),
+                0,
+                announce("run.completed", 202)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(log(store, "run_e").await, [(1, "run.created".into())]);
+    // The holder's save logs exactly one event, the next.
+    assert!(
+        store
+            .save_run(
+                "run_e",
+                "w2",
+                change("in_progress", "{\"s\":1}", 203),
+                300,
+                announce("run.in_progress", 203)
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .save_run(
+                "run_e",
+                "w2",
+                change("requires_action", "{\"s\":2}", 204),
+                0,
+                announce("run.requires_action", 204)
+            )
+            .await
+            .unwrap()
+    );
+    // Parked: the fence refuses even its last holder.
+    assert!(
+        !store
+            .save_run(
+                "run_e",
+                "w2",
+                change("failed", "{}", 205),
+                0,
+                announce("run.failed", 205)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        log(store, "run_e").await,
+        [
+            (1, "run.created".into()),
+            (2, "run.in_progress".into()),
+            (3, "run.requires_action".into()),
+        ]
+    );
+
+    // A transition from a status the run is not in logs nothing; one from
+    // any of several statuses it is in logs one event.
+    assert!(
+        !store
+            .transition_run(
+                "acme",
+                "run_e",
+                &["queued", "in_progress"],
+                change("cancelled", "{}", 206),
+                announce("run.cancelled", 206)
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .transition_run(
+                "dod",
+                "run_e",
+                &["requires_action"],
+                change("queued", "{}", 206),
+                announce("run.queued", 206)
+            )
+            .await
+            .unwrap(),
+        "another tenant's key"
+    );
+    assert!(
+        store
+            .transition_run(
+                "acme",
+                "run_e",
+                &["queued", "requires_action", "in_progress"],
+                change("cancelled", "{\"s\":3}", 207),
+                announce("run.cancelled", 207)
+            )
+            .await
+            .unwrap()
+    );
+    // Two clients answering at once: one wins, one event.
+    let answer = || {
+        store.transition_run(
+            "acme",
+            "run_e",
+            &["cancelled"],
+            change("queued", "{}", 208),
+            announce("run.queued", 208),
+        )
+    };
+    let (a, b) = tokio::join!(answer(), answer());
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one transition wins");
+    assert_eq!(
+        log(store, "run_e").await,
+        [
+            (1, "run.created".into()),
+            (2, "run.in_progress".into()),
+            (3, "run.requires_action".into()),
+            (4, "run.cancelled".into()),
+            (5, "run.queued".into()),
+        ]
+    );
+    let row = store.run("acme", "run_e").await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.lease_until), ("queued", 0));
+
+    // Expiry logs one event per run it expires, and none for others.
+    assert_eq!(
+        store.claim_run("w3", 400, 500).await.unwrap().unwrap().id,
+        "run_e"
+    );
+    assert!(
+        store
+            .save_run("run_e", "w3", change("requires_action", "{}", 401), 0, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .expire_runs(401, 900, "run.expired", |id| format!("\"{id}\""))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not waiting long enough"
+    );
+    assert_eq!(
+        store
+            .expire_runs(402, 900, "run.expired", |id| format!("\"{id}\""))
+            .await
+            .unwrap(),
+        ["run_e"]
+    );
+    let last = store.run_events("run_e", 5).await.unwrap();
+    assert_eq!(
+        last,
+        vec![RunEventRow {
+            seq: 6,
+            kind: "run.expired".into(),
+            at_ms: 900,
+            body: "\"run_e\"".into(),
+        }]
+    );
+
+    // Changes and events appended on their own, all at once, each take a
+    // seq of their own with no gap: a change that clashes on a seq is
+    // tried again whole.
+    let mut all = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let s = store.clone();
+        all.spawn(async move {
+            s.append_run_event("run_e", "tick", 1000 + i, "{}")
+                .await
+                .map(|_| true)
+        });
+        let s = store.clone();
+        all.spawn(async move {
+            s.transition_run(
+                "acme",
+                "run_e",
+                &["expired"],
+                change("expired", "{}", 1000 + i),
+                announce("run.touched", 1000 + i),
+            )
+            .await
+        });
+    }
+    while let Some(done) = all.join_next().await {
+        assert!(done.unwrap().unwrap());
+    }
+    let seqs: Vec<i64> = log(store, "run_e").await.iter().map(|e| e.0).collect();
+    assert_eq!(seqs, (1..=18).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -302,6 +585,25 @@ async fn postgres_runtime_rows() {
     };
     let store = Store::open(&url).await.unwrap();
     exercise_runtime(&store).await;
+    store.close().await;
+    crate::test_pg::drop_database(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_run_events_follow_run_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::open(&url).await.unwrap();
+    exercise_run_events(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_run_events_follow_run_changes() {
+    let Some(url) = crate::test_pg::fresh_database("run_events").await else {
+        return;
+    };
+    let store = Store::open(&url).await.unwrap();
+    exercise_run_events(&store).await;
     store.close().await;
     crate::test_pg::drop_database(&url).await;
 }

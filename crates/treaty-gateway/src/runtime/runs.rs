@@ -6,7 +6,9 @@
 //! `completed` | `failed` | `cancelled` | `expired`. The API only moves a
 //! run between the states a client may (tool outputs and approvals queue
 //! it again, cancel ends it); everything else is the worker's
-//! ([`super::worker`]).
+//! ([`super::worker`]). Each of these changes is logged in the run's
+//! events with the change itself, in one transaction, and not at all
+//! when the change loses a race.
 
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ use serde_json::{Map, Value};
 use treaty_domain::Route;
 use treaty_keys::VerifiedKey;
 use treaty_openai::responses::{CreateResponseRequest, Input, input_items, new_id};
-use treaty_store::{ConversationRow, Order, RunRow};
+use treaty_store::{ConversationRow, Order, RunChange, RunEvent, RunRow};
 
 use super::agents::owned as owned_agent;
 use super::{Page, PageQuery, from_json, item_row, json, not_found, now_ms, store_error, to_json};
@@ -288,10 +290,15 @@ pub(crate) async fn create(
         lease_until: 0,
         body: to_json(&state)?,
     };
-    // Logged before the run exists: a polling worker may claim it the
-    // moment it is inserted, and its events must come after this one.
-    super::worker::event(&gw, &id, "run.created", &state.public).await;
-    gw.store.insert_run(&row).await.map_err(store_error)?;
+    let created = RunEvent {
+        kind: "run.created",
+        at_ms: row.created_at,
+        body: &to_json(&state.public)?,
+    };
+    gw.store
+        .insert_run(&row, created)
+        .await
+        .map_err(store_error)?;
     gw.runtime.wake.notify_one();
     if req.stream {
         return Ok(event_stream(gw.clone(), id, 0));
@@ -342,15 +349,23 @@ pub(crate) async fn cancel(
     let mut state: RunState = from_json(&row.body)?;
     state.public.status = "cancelled".into();
     state.public.required_action = None;
+    let now = now_ms();
     let changed = gw
         .store
         .transition_run(
             key.tenant.as_str(),
             &id,
             &["queued", "requires_action", "in_progress"],
-            "cancelled",
-            &to_json(&state)?,
-            now_ms(),
+            RunChange {
+                status: "cancelled",
+                body: &to_json(&state)?,
+                at_ms: now,
+            },
+            Some(RunEvent {
+                kind: "run.cancelled",
+                at_ms: now,
+                body: &to_json(&state.public)?,
+            }),
         )
         .await
         .map_err(store_error)?;
@@ -363,7 +378,6 @@ pub(crate) async fn cancel(
             None,
         ));
     }
-    super::worker::event(&gw, &id, "run.cancelled", &state.public).await;
     json(&public(&owned(&gw, &key, &id).await?)?)
 }
 
@@ -424,19 +438,23 @@ async fn answer_action(
     answer(&mut state)?;
     state.public.status = "queued".into();
     state.public.required_action = None;
-    // Logged before the run is queued, for the same reason as
-    // `run.created`. Should the transition lose a race, the run was
-    // cancelled, expired or answered meanwhile, and the log says so next.
-    super::worker::event(gw, id, "run.queued", &state.public).await;
+    let now = now_ms();
     let changed = gw
         .store
         .transition_run(
             key.tenant.as_str(),
             id,
             &["requires_action"],
-            "queued",
-            &to_json(&state)?,
-            now_ms(),
+            RunChange {
+                status: "queued",
+                body: &to_json(&state)?,
+                at_ms: now,
+            },
+            Some(RunEvent {
+                kind: "run.queued",
+                at_ms: now,
+                body: &to_json(&state.public)?,
+            }),
         )
         .await
         .map_err(store_error)?;

@@ -12,6 +12,11 @@
 //!   before its output was saved is made again with the same
 //!   `Idempotency-Key` (`{run}:{call}`), so its receiver applies it once.
 //!
+//! Every event of a run's log (`GET /v1/runs/{id}/events`) is written
+//! with the save it announces, in one transaction, and only if the save
+//! holds: the log never tells of a step the run does not have, nor misses
+//! one it has, and it is in the order of the run's changes.
+//!
 //! Each claim after the first asks the contracts again whether this
 //! instance may hold the run (a restarted instance may be elsewhere, or
 //! under another reading), and each model step is decided on its own.
@@ -20,14 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue};
-use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use treaty_contracts::{Query as ContractQuery, ToolRef};
 use treaty_domain::{Route, WorkloadClass};
 use treaty_keys::VerifiedKey;
 use treaty_openai::responses::{CreateResponseRequest, Item, to_chat_request};
-use treaty_store::{ItemRow, RunRow};
+use treaty_store::{ItemRow, RunChange, RunEvent, RunRow};
 use treaty_tools::{Invocation, McpConnector, McpPool, McpTransport, WebhookTool, call_webhook};
 
 use super::agents::{Agent, AgentTool};
@@ -82,22 +86,6 @@ impl Runtime {
     }
 }
 
-/// Appends an event to a run's log (best effort: the run's state, not
-/// its log, is what resuming reads).
-pub(crate) async fn event<T: Serialize>(gw: &Gateway, run_id: &str, kind: &str, data: &T) {
-    let body = match serde_json::to_string(data) {
-        Ok(b) => b,
-        Err(_) => return,
-    };
-    if let Err(e) = gw
-        .store
-        .append_run_event(run_id, kind, now_ms(), &body)
-        .await
-    {
-        tracing::warn!(run = %run_id, error = %e, "cannot append a run event");
-    }
-}
-
 /// Starts `agents.workers` workers and the expiry sweep; they stop when
 /// the gateway is dropped or the handles are aborted.
 pub fn spawn_workers(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
@@ -131,16 +119,14 @@ pub fn spawn_workers(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let Some(gw) = weak.upgrade() else { return };
             let before = now_ms() - ACTION_TIMEOUT.as_millis() as i64;
-            if let Ok(ids) = gw.store.expire_runs(before, now_ms()).await {
-                for id in ids {
-                    event(
-                        &gw,
-                        &id,
-                        "run.expired",
-                        &json!({"id": id, "status": "expired"}),
-                    )
-                    .await;
-                }
+            let expired = gw
+                .store
+                .expire_runs(before, now_ms(), "run.expired", |id| {
+                    json!({"id": id, "status": "expired"}).to_string()
+                })
+                .await;
+            if let Err(e) = expired {
+                tracing::warn!(error = %e, "cannot expire runs");
             }
         }
     }));
@@ -271,10 +257,12 @@ async fn run(gw: &Gateway, row: RunRow) -> Result<Stop, ApiError> {
             return job.fail(e.code.as_str(), &e.message).await;
         }
     }
-    if !job.save("in_progress").await? {
+    if !job
+        .save_logged("in_progress", "run.in_progress", None)
+        .await?
+    {
         return Ok(Stop::Lost);
     }
-    event(gw, &job.row.id, "run.in_progress", &job.state.public).await;
     job.steps().await
 }
 
@@ -291,29 +279,81 @@ async fn fail_raw(
         message: message.into(),
     });
     let body = to_json(&state)?;
-    let _ = gw
+    let data = to_json(&state.public)?;
+    let now = now_ms();
+    let saved = gw
         .store
-        .save_run(&row.id, &gw.runtime.owner, "failed", &body, now_ms(), 0)
-        .await;
-    event(gw, &row.id, "run.failed", &state.public).await;
-    Ok(Stop::Parked)
+        .save_run(
+            &row.id,
+            &gw.runtime.owner,
+            RunChange {
+                status: "failed",
+                body: &body,
+                at_ms: now,
+            },
+            0,
+            Some(RunEvent {
+                kind: "run.failed",
+                at_ms: now,
+                body: &data,
+            }),
+        )
+        .await
+        .map_err(super::store_error)?;
+    Ok(if saved { Stop::Parked } else { Stop::Lost })
 }
 
 impl Job<'_> {
     /// Saves the run; false when the lease was lost or it was cancelled.
     async fn save(&mut self, status: &str) -> Result<bool, ApiError> {
+        self.save_with(status, None).await
+    }
+
+    /// Saves the run and logs `kind` with the save (nothing when the save
+    /// is refused). The event's data is `data`, or by default the run as
+    /// saved.
+    async fn save_logged(
+        &mut self,
+        status: &str,
+        kind: &str,
+        data: Option<&Value>,
+    ) -> Result<bool, ApiError> {
+        self.save_with(status, Some((kind, data))).await
+    }
+
+    async fn save_with(
+        &mut self,
+        status: &str,
+        event: Option<(&str, Option<&Value>)>,
+    ) -> Result<bool, ApiError> {
         self.state.public.status = status.into();
         let body = to_json(&self.state)?;
+        let data = match event {
+            Some((_, Some(data))) => Some(to_json(data)?),
+            Some((_, None)) => Some(to_json(&self.state.public)?),
+            None => None,
+        };
+        let now = now_ms();
         let lease = self.gw.config.agents.lease.as_millis() as i64;
+        let event = event
+            .zip(data.as_deref())
+            .map(|((kind, _), body)| RunEvent {
+                kind,
+                at_ms: now,
+                body,
+            });
         self.gw
             .store
             .save_run(
                 &self.row.id,
                 &self.gw.runtime.owner,
-                status,
-                &body,
-                now_ms(),
-                now_ms() + lease,
+                RunChange {
+                    status,
+                    body: &body,
+                    at_ms: now,
+                },
+                now + lease,
+                event,
             )
             .await
             .map_err(super::store_error)
@@ -325,10 +365,9 @@ impl Job<'_> {
             message: message.into(),
         });
         self.state.public.required_action = None;
-        if !self.save("failed").await? {
+        if !self.save_logged("failed", "run.failed", None).await? {
             return Ok(Stop::Lost);
         }
-        event(self.gw, &self.row.id, "run.failed", &self.state.public).await;
         Ok(Stop::Parked)
     }
 
@@ -418,17 +457,16 @@ impl Job<'_> {
             }
             let output = self.call_tool(&call).await;
             self.state.pending[i].output = Some(output);
-            // The output is durable before anything else happens.
-            if !self.save("in_progress").await? {
+            // The output is durable before anything else happens, and
+            // logged with it: an output saved is never made again, so an
+            // event left for later could be lost for good.
+            let done = json!({"call_id": call.call_id, "name": call.name, "kind": call.kind});
+            if !self
+                .save_logged("in_progress", "tool_call.completed", Some(&done))
+                .await?
+            {
                 return Ok(Some(Stop::Lost));
             }
-            event(
-                self.gw,
-                &self.row.id,
-                "tool_call.completed",
-                &json!({"call_id": call.call_id, "name": call.name, "kind": call.kind}),
-            )
-            .await;
         }
         let needs_client: Vec<ActionCall> = self
             .state
@@ -465,16 +503,14 @@ impl Job<'_> {
             kind: kind.into(),
             tool_calls: calls,
         });
-        if !self.save("requires_action").await? {
+        // Logged with the status: a client that sees this event finds the
+        // run waiting, and its answer is logged after it.
+        if !self
+            .save_logged("requires_action", "run.requires_action", None)
+            .await?
+        {
             return Ok(Stop::Lost);
         }
-        event(
-            self.gw,
-            &self.row.id,
-            "run.requires_action",
-            &self.state.public,
-        )
-        .await;
         Ok(Stop::Parked)
     }
 
@@ -666,33 +702,31 @@ impl Job<'_> {
         }
         let done = pending.is_empty();
         self.state.pending = pending;
-        event(
-            gw,
-            &self.row.id,
-            "run.step.completed",
-            &json!({
-                "step": n,
-                "host": step.placed.host.id.as_str(),
-                "cloud": step.placed.host.cloud.as_str(),
-                "workload_class": step.placed.class.as_str(),
-                "clauses": step.placed.clauses,
-                "tool_calls": self.state.pending.len(),
-            }),
-        )
-        .await;
+        // Logged with the step's saved result: a step lost with the lease
+        // is made again by the next worker and logged once, then.
+        let completed = json!({
+            "step": n,
+            "host": step.placed.host.id.as_str(),
+            "cloud": step.placed.host.cloud.as_str(),
+            "workload_class": step.placed.class.as_str(),
+            "clauses": step.placed.clauses,
+            "tool_calls": self.state.pending.len(),
+        });
+        if !self
+            .save_logged("in_progress", "run.step.completed", Some(&completed))
+            .await?
+        {
+            return Ok(Some(Stop::Lost));
+        }
         if !done {
-            if !self.save("in_progress").await? {
-                return Ok(Some(Stop::Lost));
-            }
             return Ok(None);
         }
-        if !self.save("in_progress").await? || !self.append_turn().await? {
+        if !self.append_turn().await? {
             return Ok(Some(Stop::Lost));
         }
-        if !self.save("completed").await? {
+        if !self.save_logged("completed", "run.completed", None).await? {
             return Ok(Some(Stop::Lost));
         }
-        event(gw, &self.row.id, "run.completed", &self.state.public).await;
         Ok(Some(Stop::Parked))
     }
 
