@@ -15,7 +15,7 @@ use treaty_keys::VerifiedKey;
 use treaty_openai::responses::new_id;
 use treaty_store::{AgentRow, Order};
 
-use super::{Page, PageQuery, from_json, json, not_found, now_ms, store_error, to_json};
+use super::{Page, PageQuery, changed, from_json, json, not_found, now_ms, store_error, to_json};
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::ApiError;
@@ -283,14 +283,13 @@ pub(crate) async fn update(
         agent.metadata = v;
     }
     check(&gw, &key, &agent)?;
-    if !gw
-        .store
-        .update_agent(key.tenant.as_str(), &id, &to_json(&agent)?, now_ms())
-        .await
-        .map_err(store_error)?
-    {
-        return Err(not_found("Agent", &id));
-    }
+    changed(
+        "Agent",
+        &id,
+        gw.store
+            .update_agent(key.tenant.as_str(), &id, &to_json(&agent)?, now_ms())
+            .await,
+    )?;
     json(&agent)
 }
 
@@ -300,14 +299,11 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let key = authenticate(&gw, &headers).await?;
-    if !gw
-        .store
-        .delete_agent(key.tenant.as_str(), &id)
-        .await
-        .map_err(store_error)?
-    {
-        return Err(not_found("Agent", &id));
-    }
+    changed(
+        "Agent",
+        &id,
+        gw.store.delete_agent(key.tenant.as_str(), &id).await,
+    )?;
     json(&serde_json::json!({"id": id, "object": "agent.deleted", "deleted": true}))
 }
 

@@ -16,7 +16,9 @@ use treaty_openai::responses::{
 };
 use treaty_store::{ConversationRow, Order};
 
-use super::{PageQuery, from_json, item_row, json, not_found, now_ms, store_error, to_json};
+use super::{
+    PageQuery, changed, from_json, invalid, item_row, json, not_found, now_ms, store_error, to_json,
+};
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::ApiError;
@@ -80,8 +82,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let key = authenticate(&gw, &headers).await?;
     let req: ConversationCreate = crate::body::parse(body, gw.config.server.max_body_bytes)?;
-    req.validate()
-        .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
+    req.validate().map_err(invalid)?;
     let items = req.items();
     refuse_taken_ids([], &items, "items")?;
     let id = new_id("conv");
@@ -129,17 +130,15 @@ pub(crate) async fn update(
 ) -> Result<Response, ApiError> {
     let key = authenticate(&gw, &headers).await?;
     let req: ConversationUpdate = crate::body::parse(body, gw.config.server.max_body_bytes)?;
-    req.validate()
-        .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
+    req.validate().map_err(invalid)?;
     let metadata = to_json(&req.metadata.unwrap_or_default())?;
-    if !gw
-        .store
-        .update_conversation(key.tenant.as_str(), &id, &metadata)
-        .await
-        .map_err(store_error)?
-    {
-        return Err(not_found("Conversation", &id));
-    }
+    changed(
+        "Conversation",
+        &id,
+        gw.store
+            .update_conversation(key.tenant.as_str(), &id, &metadata)
+            .await,
+    )?;
     json(&object(&owned(&gw, &key, &id).await?)?)
 }
 
@@ -149,14 +148,11 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let key = authenticate(&gw, &headers).await?;
-    if !gw
-        .store
-        .delete_conversation(key.tenant.as_str(), &id)
-        .await
-        .map_err(store_error)?
-    {
-        return Err(not_found("Conversation", &id));
-    }
+    changed(
+        "Conversation",
+        &id,
+        gw.store.delete_conversation(key.tenant.as_str(), &id).await,
+    )?;
     json(&Deleted::conversation(id))
 }
 
@@ -169,8 +165,7 @@ pub(crate) async fn create_items(
 ) -> Result<Response, ApiError> {
     let key = authenticate(&gw, &headers).await?;
     let req: ConversationItemsCreate = crate::body::parse(body, gw.config.server.max_body_bytes)?;
-    req.validate()
-        .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
+    req.validate().map_err(invalid)?;
     owned(&gw, &key, &id).await?;
     let items = req.items();
     let mut held = Vec::new();
@@ -272,13 +267,10 @@ pub(crate) async fn delete_item(
 ) -> Result<Response, ApiError> {
     let key = authenticate(&gw, &headers).await?;
     let row = owned(&gw, &key, &id).await?;
-    if !gw
-        .store
-        .delete_conversation_item(&id, &item_id)
-        .await
-        .map_err(store_error)?
-    {
-        return Err(not_found("Item", &item_id));
-    }
+    changed(
+        "Item",
+        &item_id,
+        gw.store.delete_conversation_item(&id, &item_id).await,
+    )?;
     json(&object(&row)?)
 }

@@ -37,6 +37,25 @@ pub(crate) fn not_found(what: &str, id: &str) -> ApiError {
     ApiError::new(Code::NotFound, format!("{what} with id '{id}' not found."))
 }
 
+/// The outcome of a change to one of the tenant's rows: 404 when no row
+/// changed (it does not exist, or it is another tenant's).
+pub(crate) fn changed(
+    what: &str,
+    id: &str,
+    result: Result<bool, StoreError>,
+) -> Result<(), ApiError> {
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(not_found(what, id)),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+/// A request body's own check failed: 400 naming the field.
+pub(crate) fn invalid((message, param): (String, String)) -> ApiError {
+    ApiError::invalid(message, Some(param))
+}
+
 pub(crate) fn now_ms() -> i64 {
     treaty_keys::now_ms()
 }

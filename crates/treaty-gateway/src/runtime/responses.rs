@@ -28,7 +28,9 @@ use treaty_openai::responses::{
 use treaty_providers::StreamEvent;
 use treaty_store::{ItemKind, ResponseRow};
 
-use super::{PageQuery, from_json, item_row, json, not_found, now_ms, store_error, to_json};
+use super::{
+    PageQuery, changed, from_json, invalid, item_row, json, not_found, now_ms, store_error, to_json,
+};
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::{ApiError, Code};
@@ -59,8 +61,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let key = authenticate(&gw, &headers).await?;
     let req: CreateResponseRequest = crate::body::parse(body, gw.config.server.max_body_bytes)?;
-    req.validate()
-        .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
+    req.validate().map_err(invalid)?;
     // An unknown or forbidden model is refused before any state is decided
     // on or stored: otherwise a failed response nobody can name is kept.
     crate::routes::context(
@@ -81,8 +82,7 @@ pub(crate) async fn create(
         super::conversations::refuse_taken_ids(history.iter().map(Item::id), &input, "input")?;
     }
     history.extend(input.iter().cloned());
-    let chat = to_chat_request(&req, &history, req.is_stream())
-        .map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
+    let chat = to_chat_request(&req, &history, req.is_stream()).map_err(invalid)?;
 
     // Everything a client can get wrong is checked above, so the hold's
     // recorded outcome (the state is held here) is what happens next.
@@ -535,14 +535,11 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let key = authenticate(&gw, &headers).await?;
-    if !gw
-        .store
-        .delete_response(key.tenant.as_str(), &id)
-        .await
-        .map_err(store_error)?
-    {
-        return Err(not_found("Response", &id));
-    }
+    changed(
+        "Response",
+        &id,
+        gw.store.delete_response(key.tenant.as_str(), &id).await,
+    )?;
     json(&Deleted::response(id))
 }
 

@@ -26,7 +26,9 @@ use treaty_openai::responses::{CreateResponseRequest, Input, input_items, new_id
 use treaty_store::{ConversationRow, Order, RunChange, RunEvent, RunRow};
 
 use super::agents::owned as owned_agent;
-use super::{Page, PageQuery, from_json, item_row, json, not_found, now_ms, store_error, to_json};
+use super::{
+    Page, PageQuery, from_json, invalid, item_row, json, not_found, now_ms, store_error, to_json,
+};
 use crate::RequestId;
 use crate::auth::authenticate;
 use crate::error::ApiError;
@@ -204,9 +206,7 @@ pub(crate) async fn create(
             .map_err(|e| {
                 ApiError::invalid(format!("Invalid 'input': {e}"), Some("input".into()))
             })?;
-            as_response
-                .validate()
-                .map_err(|(m, p)| ApiError::invalid(m, Some(p)))?;
+            as_response.validate().map_err(invalid)?;
             input_items(&as_response)
         }
     };

@@ -36,7 +36,7 @@ use treaty_tools::{Invocation, McpConnector, McpPool, McpTransport, WebhookTool,
 
 use super::agents::{Agent, AgentTool};
 use super::runs::{ActionCall, PendingCall, RequiredAction, RunError, RunState};
-use super::{from_json, now_ms, to_json};
+use super::{from_json, invalid, now_ms, to_json};
 use crate::RequestId;
 use crate::error::ApiError;
 use crate::pipeline::{Ask, StateAsk, hold_state};
@@ -647,8 +647,7 @@ impl Job<'_> {
             "store": false,
         }))
         .map_err(|e| ApiError::invalid(format!("The agent's tools are invalid: {e}"), None))?;
-        let chat = to_chat_request(&req, &history, false)
-            .map_err(|(m, p)| ApiError::invalid(m, Some(p)))?;
+        let chat = to_chat_request(&req, &history, false).map_err(invalid)?;
         let n = self.state.public.steps + 1;
         let step = super::step::full(
             gw,
