@@ -302,5 +302,6 @@ fn decision_record(
         run_id: None,
         refused: p.refusal.as_ref().map(|e| e.code.as_str().to_owned()),
         runtime: None,
+        tool: None,
     }
 }

@@ -640,6 +640,7 @@ pub fn redecide(
         hosts: Vec::new(),
         chosen: None,
         runtime: None,
+        tool: None,
     };
     let Some(product) = config.product(&d.product) else {
         return refused();
@@ -677,7 +678,15 @@ pub fn redecide(
                 preferred: &[],
             },
         );
-        // Without contracts every instance may hold any state.
+        // Without contracts every instance may hold any state, and every
+        // tool may be used.
+        if let Some(tool) = &d.tool {
+            return fresh.using(treaty_ledger::ToolVerdict {
+                allowed: true,
+                clauses: Vec::new(),
+                ..tool.clone()
+            });
+        }
         return match &d.runtime {
             Some(hold) => fresh.holding(treaty_ledger::RuntimeVerdict {
                 allowed: true,
@@ -692,14 +701,15 @@ pub fn redecide(
     else {
         return refused();
     };
-    let decision = contracts.decide(&Query {
+    let query = Query {
         tenant: &tenant,
         channel: &channel,
         product: &product_id,
         class: classified.class,
         data_classification: &d.data_classification,
         at_unix_ms: d.at_ms,
-    });
+    };
+    let decision = contracts.decide(&query);
     let ids = |c: &[ClauseId]| c.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>();
     let hosts: Vec<Recorded> = config
         .hosts
@@ -727,6 +737,22 @@ pub fn redecide(
             preferred: &preferred,
         },
     );
+    if let Some(tool) = &d.tool {
+        // A tool call: the `use` verdict under this reading.
+        let verdict = contracts.may_use(
+            &query,
+            &treaty_contracts::ToolRef {
+                kind: &tool.kind,
+                connector: &tool.connector,
+                name: &tool.name,
+            },
+        );
+        return fresh.using(treaty_ledger::ToolVerdict {
+            allowed: verdict.allowed,
+            clauses: ids(&verdict.clauses),
+            ..tool.clone()
+        });
+    }
     if d.runtime.is_none() {
         return fresh;
     }

@@ -31,7 +31,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 struct Gw {
     app: axum::Router,
-    _gateway: Arc<Gateway>,
+    gateway: Arc<Gateway>,
     emulator: EmulatorHandle,
     keys: HashMap<&'static str, String>,
     workers: Vec<tokio::task::JoinHandle<()>>,
@@ -90,7 +90,7 @@ async fn gateway(tweak: impl Fn(&mut Config)) -> Gw {
     let workers = treaty_gateway::runtime::worker::spawn_workers(&gateway);
     Gw {
         app: treaty_gateway::app(gateway.clone()),
-        _gateway: gateway,
+        gateway,
         emulator,
         keys,
         workers,
@@ -942,6 +942,48 @@ async fn the_use_clause_refuses_an_eu_tenants_webhook_and_not_a_us_tenants() {
     assert!(
         output.starts_with("emulated webhook create_ticket applied"),
         "{output}"
+    );
+
+    // Each call's `use` verdict is a decision in the ledger, made before
+    // the call, with the tool, the run and the clauses.
+    g.gateway.ledger.flush().await.unwrap();
+    let mut out = Vec::new();
+    treaty_ledger::export(&g.gateway.store, treaty_ledger::Format::Jsonl, &mut out)
+        .await
+        .unwrap();
+    let tools: Vec<(String, String, bool, Value)> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["kind"] == "decision" && !l["record"]["tool"].is_null())
+        .map(|l| {
+            let r = &l["record"];
+            assert!(r["run_id"].as_str().unwrap().starts_with("run_"), "{r}");
+            (
+                r["tenant"].as_str().unwrap().to_owned(),
+                r["tool"]["name"].as_str().unwrap().to_owned(),
+                r["tool"]["allowed"].as_bool().unwrap(),
+                r["tool"]["clauses"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tools,
+        [
+            (
+                "eurobank".into(),
+                "create_ticket".into(),
+                false,
+                json!(["T1"])
+            ),
+            (
+                "eurobank".into(),
+                "lookup_order".into(),
+                true,
+                json!(["T0"])
+            ),
+            ("acme".into(), "create_ticket".into(), true, json!(["T0"])),
+        ]
     );
 }
 

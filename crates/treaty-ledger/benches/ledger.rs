@@ -68,6 +68,7 @@ fn decision(n: u64) -> Entry {
         run_id: Some("run_0193a1b2c3d4e5f6a7b8c9d0".into()),
         refused: None,
         runtime: None,
+        tool: None,
     })
 }
 

@@ -83,6 +83,26 @@ pub struct DecisionRecord {
     /// in records written before the agent platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeVerdict>,
+    /// For a tool call of an agent run: the tool and the contracts' `use`
+    /// verdict, decided before the call is made. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolVerdict>,
+}
+
+/// A tool an agent run asked to call, and whether the contracts let it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolVerdict {
+    /// The model's id for the call.
+    pub call_id: String,
+    /// `webhook` or `mcp`.
+    pub kind: String,
+    /// The MCP connector, or the webhook's name.
+    pub connector: String,
+    pub name: String,
+    pub allowed: bool,
+    /// Permitting clauses if allowed, refusing ones if not; empty when no
+    /// clause of the reading names the `use` action.
+    pub clauses: Vec<String>,
 }
 
 /// Where a stateful runtime is held, and whether the contracts let it be.
@@ -249,6 +269,7 @@ pub(crate) mod fixtures {
             run_id: Some("run_1".into()),
             refused: None,
             runtime: None,
+            tool: None,
         }
     }
 

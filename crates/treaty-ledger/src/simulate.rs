@@ -21,7 +21,8 @@
 //! reading and refused under the other. A decision to hold state (a
 //! stored response, a conversation, an agent, a run) has no host: it
 //! keeps when both readings let its instance hold the state and becomes
-//! refused (or admitted) when one does not. Replays only
+//! refused (or admitted) when one does not; so does an agent's tool call,
+//! by the `use` verdict. Replays only
 //! read, a page of decisions at a time.
 
 use std::collections::BTreeMap;
@@ -30,7 +31,7 @@ use serde::Serialize;
 use treaty_store::Store;
 
 use crate::LedgerError;
-use crate::record::{DecisionRecord, Entry, HostVerdict, Kind, RuntimeVerdict};
+use crate::record::{DecisionRecord, Entry, HostVerdict, Kind, RuntimeVerdict, ToolVerdict};
 use crate::scan::{self, TimeRange};
 
 /// A recorded request decided again.
@@ -49,6 +50,9 @@ pub struct Redecision {
     /// an agent or a run): may the recorded instance hold it. Such a
     /// decision runs nowhere; it is served when this allows it.
     pub runtime: Option<RuntimeVerdict>,
+    /// For a tool call of an agent run: may it be made. Such a decision
+    /// runs nowhere either; it is served when admitted and this allows it.
+    pub tool: Option<ToolVerdict>,
 }
 
 /// A fresh verdict for one request, as the contracts give it.
@@ -75,7 +79,17 @@ impl Redecision {
             hosts: d.hosts.clone(),
             chosen: if runs { d.chosen.clone() } else { None },
             runtime: d.runtime.clone(),
+            tool: d.tool.clone(),
         }
+    }
+
+    /// Makes a fresh verdict about hosts one about a tool call: the `use`
+    /// verdict replaces any host choice.
+    pub fn using(mut self, tool: ToolVerdict) -> Redecision {
+        self.hosts.clear();
+        self.chosen = None;
+        self.tool = Some(tool);
+        self
     }
 
     /// Makes a fresh verdict about hosts one about holding state: the
@@ -116,14 +130,16 @@ impl Redecision {
                 .collect(),
             chosen,
             runtime: None,
+            tool: None,
         }
     }
 
     /// Whether it is served: it runs somewhere, or its state may be held.
     pub fn runs(&self) -> bool {
-        match &self.runtime {
-            Some(hold) => self.admitted && hold.allowed,
-            None => self.admitted && self.chosen.is_some(),
+        match (&self.tool, &self.runtime) {
+            (Some(tool), _) => self.admitted && tool.allowed,
+            (None, Some(hold)) => self.admitted && hold.allowed,
+            (None, None) => self.admitted && self.chosen.is_some(),
         }
     }
 
@@ -144,7 +160,9 @@ impl Redecision {
     /// refused host's clauses, when it does not.
     pub fn reasons(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = self.admit_clauses.iter().map(String::as_str).collect();
-        if let Some(hold) = &self.runtime {
+        if let Some(tool) = &self.tool {
+            ids.extend(tool.clauses.iter().map(String::as_str));
+        } else if let Some(hold) = &self.runtime {
             ids.extend(hold.clauses.iter().map(String::as_str));
         } else if self.admitted {
             match &self.chosen {

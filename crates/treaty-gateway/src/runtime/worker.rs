@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use treaty_contracts::{Query as ContractQuery, ToolRef};
 use treaty_domain::{Route, WorkloadClass};
 use treaty_keys::VerifiedKey;
+use treaty_ledger::{DecisionRecord, Entry, OutcomeRecord, RequestFeatures, ToolVerdict};
 use treaty_openai::responses::{CreateResponseRequest, Item, to_chat_request};
 use treaty_store::{ItemRow, RunChange, RunEvent, RunRow};
 use treaty_tools::{Invocation, McpConnector, McpPool, McpTransport, WebhookTool, call_webhook};
@@ -530,8 +531,10 @@ impl Job<'_> {
             return format!("There is no tool named '{}'.", call.name);
         }
         let connector = call.connector.as_deref().unwrap_or(call.name.as_str());
-        if let Some(refused) = self.tool_refused(&call.kind, connector, &call.name) {
-            return refused;
+        match self.may_use(call, connector).await {
+            Ok(None) => {}
+            Ok(Some(refused)) => return refused,
+            Err(e) => return format!("The tool was not called: {}", e.message),
         }
         let agents = &self.gw.config.agents;
         let result = match call.kind.as_str() {
@@ -576,38 +579,119 @@ impl Job<'_> {
         result.unwrap_or_else(|e| format!("The tool failed: {e}"))
     }
 
-    /// The contracts' `use` verdict; `Some(message)` when refused.
-    fn tool_refused(&self, kind: &str, connector: &str, name: &str) -> Option<String> {
-        let contracts = self.gw.policy.contracts.as_ref()?;
+    /// The contracts' `use` verdict for one call, recorded in the ledger
+    /// (durably, before the call is made, like every decision);
+    /// `Some(message)` when refused. Without contracts, or when no clause
+    /// of the reading names `use`, every call is allowed and nothing is
+    /// recorded beyond the run's own decisions.
+    async fn may_use(
+        &self,
+        call: &PendingCall,
+        connector: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(contracts) = self.gw.policy.contracts.as_ref() else {
+            return Ok(None);
+        };
         let dc = self
             .state
             .data_classification
             .clone()
             .unwrap_or_else(|| self.gw.policy.default_data_classification().to_owned());
+        let at_ms = now_ms();
+        let query = ContractQuery {
+            tenant: &self.key.tenant,
+            channel: &self.key.channel,
+            product: &self.key.product,
+            class: WorkloadClass::StatefulAgent,
+            data_classification: &dc,
+            at_unix_ms: at_ms,
+        };
         let verdict = contracts.may_use(
-            &ContractQuery {
-                tenant: &self.key.tenant,
-                channel: &self.key.channel,
-                product: &self.key.product,
-                class: WorkloadClass::StatefulAgent,
-                data_classification: &dc,
-                at_unix_ms: now_ms(),
-            },
+            &query,
             &ToolRef {
-                kind,
+                kind: &call.kind,
                 connector,
-                name,
+                name: &call.name,
             },
         );
-        if verdict.allowed {
-            return None;
+        if verdict.unrestricted {
+            return Ok(None);
         }
-        let ids: Vec<&str> = verdict.clauses.iter().map(|c| c.as_str()).collect();
-        Some(format!(
-            "Refused by contract (reading {}): tool '{name}' may not be used by this tenant's agents [clauses: {}].",
+        let clauses: Vec<String> = verdict
+            .clauses
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect();
+        let request_id = format!("{}.tool.{}", self.row.id, call.call_id);
+        let admission = contracts.decide(&query);
+        self.gw
+            .ledger
+            .append(Entry::Decision(DecisionRecord {
+                request_id: request_id.clone(),
+                at_ms,
+                key_id: self.key.id.clone(),
+                tenant: self.key.tenant.to_string(),
+                channel: self.key.channel.to_string(),
+                product: self.key.product.to_string(),
+                route: Route::Runs.path().to_owned(),
+                model: self.state.public.model.clone(),
+                workload_class: WorkloadClass::StatefulAgent.as_str().to_owned(),
+                classified_by: "tool_call".into(),
+                data_classification: dc.clone(),
+                declared_class: None,
+                reading: Some(contracts.reading().to_owned()),
+                admitted: admission.admitted,
+                admit_clauses: admission
+                    .admit_clauses
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect(),
+                hosts: Vec::new(),
+                chosen: None,
+                features: RequestFeatures {
+                    store: Some(true),
+                    previous_response_id: false,
+                    conversation: true,
+                },
+                model_step: false,
+                run_id: Some(self.row.id.clone()),
+                refused: (!verdict.allowed).then(|| "contract_refused".to_owned()),
+                runtime: None,
+                tool: Some(ToolVerdict {
+                    call_id: call.call_id.clone(),
+                    kind: call.kind.clone(),
+                    connector: connector.to_owned(),
+                    name: call.name.clone(),
+                    allowed: verdict.allowed,
+                    clauses: clauses.clone(),
+                }),
+            }))
+            .await
+            .map_err(crate::pipeline::ledger_unavailable)?;
+        // The decision's outcome: made (its result is the run's business)
+        // or refused. Not awaited, as for every outcome.
+        drop(self.gw.ledger.append(Entry::Outcome(OutcomeRecord {
+            request_id,
+            at_ms: now_ms(),
+            served_by: None,
+            attempts: Vec::new(),
+            status: if verdict.allowed { 200 } else { 403 },
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost_micros: 0,
+            latency_us: 0,
+            client_cancelled: false,
+            error: (!verdict.allowed).then(|| "contract_refused".to_owned()),
+        })));
+        if verdict.allowed {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "Refused by contract (reading {}): tool '{}' may not be used by this tenant's agents [clauses: {}].",
             contracts.reading(),
-            ids.join(",")
-        ))
+            call.name,
+            clauses.join(",")
+        )))
     }
 
     /// One model step on the conversation so far. `Some` when the run

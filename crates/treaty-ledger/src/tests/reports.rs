@@ -53,6 +53,7 @@ pub(crate) fn req(
         run_id: None,
         refused: refused.map(Into::into),
         runtime: None,
+        tool: None,
     }
 }
 

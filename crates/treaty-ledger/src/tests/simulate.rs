@@ -3,7 +3,8 @@
 use super::reports::load_fixture;
 use super::{Db, on_both};
 use crate::{
-    DecisionRecord, HostMove, HostVerdict, Redecision, RuntimeVerdict, Verdicts, simulate,
+    DecisionRecord, HostMove, HostVerdict, Redecision, RuntimeVerdict, ToolVerdict, Verdicts,
+    simulate,
 };
 
 fn verdict(host: &str, allowed: bool, clause: &str) -> HostVerdict {
@@ -211,4 +212,48 @@ fn a_hold_is_served_when_its_instance_may_hold_the_state() {
     let allowed = fresh().holding(held(true, "C4a"));
     assert!(allowed.runs());
     assert!(allowed.hosts.is_empty());
+}
+
+#[test]
+fn a_tool_call_is_served_when_its_use_is_allowed() {
+    let mut d = super::reports::req(
+        "t",
+        0,
+        ("eurobank", "direct", "frontier"),
+        "stateful_agent",
+        true,
+        &["A0"],
+        &[],
+        None,
+        Some("contract_refused"),
+    );
+    let tool = |allowed: bool, clause: &str| ToolVerdict {
+        call_id: "call_1".into(),
+        kind: "webhook".into(),
+        connector: "create_ticket".into(),
+        name: "create_ticket".into(),
+        allowed,
+        clauses: vec![clause.into()],
+    };
+    d.tool = Some(tool(false, "T1"));
+    let recorded = Redecision::recorded(&d);
+    assert!(!recorded.runs(), "a refused call was not served");
+    assert_eq!(recorded.reasons(), ["A0", "T1"]);
+    let hosts = [verdict("az", true, "X1")];
+    let allowed = Redecision::from_verdicts(
+        &d,
+        Verdicts {
+            admitted: true,
+            workload_class: "stateful_agent",
+            admit_clauses: &["A0".to_owned()],
+            hosts: &hosts,
+            preferred: &[],
+        },
+    )
+    .using(tool(true, "T0"));
+    assert!(allowed.runs());
+    assert_eq!(
+        (allowed.chosen.as_deref(), allowed.reasons()),
+        (None, vec!["A0", "T0"])
+    );
 }
