@@ -9,6 +9,7 @@
 //! Environment access goes through the [`Env`] trait so tests and the demo
 //! can supply their own values without touching the process environment.
 
+mod aws;
 mod env;
 mod error;
 mod raw;
@@ -166,6 +167,30 @@ pub struct Endpoint {
     pub api_key: Option<Secret>,
     /// Set for `azure_openai` hosts only.
     pub azure: Option<AzureSettings>,
+    /// Set for `gemini` hosts only; `None` there means the Gemini API.
+    pub gemini: Option<GeminiApi>,
+    /// Set for `bedrock` hosts only.
+    pub aws: Option<AwsSettings>,
+}
+
+/// How a `bedrock` host signs its requests (SigV4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// The signing region, e.g. `us-east-1`.
+    pub region: String,
+    /// Credentials named in the config. `None`: the standard AWS chain
+    /// (environment variables, shared credentials file, web identity).
+    pub credentials: Option<AwsCredentials>,
+}
+
+/// An access key pair (and session token) given in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    /// Not a secret by AWS's rules (it shows in ARNs and CloudTrail), but
+    /// Treaty never prints it either.
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +213,18 @@ pub enum AzureAuth {
     ApiKey,
     /// `Authorization: Bearer` with a Microsoft Entra token.
     Bearer,
+}
+
+/// Which Google API a `gemini` host is: both speak `generateContent`, they
+/// differ in URL shape and credential. `api_key` is the API key for the
+/// Gemini API and the OAuth access token for Vertex AI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GeminiApi {
+    /// `{base}/v1beta/models/{model}:generateContent` with `x-goog-api-key`.
+    Gemini,
+    /// `{base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent`
+    /// with `Authorization: Bearer`.
+    Vertex { project: String, location: String },
 }
 
 impl Config {

@@ -118,9 +118,20 @@ pub(crate) struct RawHost {
     pub api_version: Option<String>,
     pub api_style: Option<String>,
     pub auth: Option<String>,
+    /// `gemini` hosts: `"gemini"` (the default) or `"vertex"`.
+    pub gemini_api: Option<String>,
+    /// Vertex AI's project and location (`gemini_api = "vertex"` only).
+    pub project: Option<String>,
+    pub location: Option<String>,
     #[serde(default)]
     pub certifications: Vec<String>,
     pub weight: Option<u32>,
+    /// `bedrock` hosts: the SigV4 signing region (required there).
+    pub aws_region: Option<String>,
+    /// `bedrock` hosts: explicit credentials instead of the standard chain.
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<RawSecret>,
+    pub aws_session_token: Option<RawSecret>,
     #[serde(default)]
     pub models: Vec<RawModel>,
 }

@@ -155,3 +155,82 @@ fn the_shipped_example_validates() {
         assert!(c.product(id).is_some(), "{id}");
     }
 }
+
+/// `MINIMAL` with its one host turned into a `gemini` host; `extra` lines
+/// are added to the host table.
+fn gemini_host(extra: &str) -> String {
+    MINIMAL
+        .replace("provider = \"azure_openai\"", "provider = \"gemini\"")
+        .replace("api_version = \"2024-10-21\"\n", extra)
+}
+
+#[test]
+fn gemini_hosts_default_to_the_gemini_api() {
+    let c = load(&gemini_host("")).unwrap();
+    let h = &c.hosts[0];
+    assert_eq!(h.host.provider, treaty_domain::ProviderKind::Gemini);
+    assert_eq!(h.endpoint.gemini, Some(GeminiApi::Gemini));
+    assert_eq!(h.endpoint.azure, None);
+    let c = load(&gemini_host("gemini_api = \"gemini\"\n")).unwrap();
+    assert_eq!(c.hosts[0].endpoint.gemini, Some(GeminiApi::Gemini));
+    // Other providers carry no Gemini settings.
+    assert_eq!(load(MINIMAL).unwrap().hosts[0].endpoint.gemini, None);
+}
+
+#[test]
+fn vertex_hosts_need_a_project_and_a_location() {
+    let vertex = "gemini_api = \"vertex\"\nproject = \"my-proj\"\nlocation = \"us-central1\"\n";
+    let c = load(&gemini_host(vertex)).unwrap();
+    assert_eq!(
+        c.hosts[0].endpoint.gemini,
+        Some(GeminiApi::Vertex {
+            project: "my-proj".into(),
+            location: "us-central1".into()
+        })
+    );
+    for (text, key) in [
+        (
+            "gemini_api = \"vertex\"\nlocation = \"us-central1\"\n",
+            "hosts[0].project",
+        ),
+        (
+            "gemini_api = \"vertex\"\nproject = \"my-proj\"\n",
+            "hosts[0].location",
+        ),
+        (
+            "gemini_api = \"vertex\"\nproject = \" \"\nlocation = \"us-central1\"\n",
+            "hosts[0].project",
+        ),
+        (
+            "gemini_api = \"vertex\"\nproject = \"my/proj\"\nlocation = \"us-central1\"\n",
+            "hosts[0].project",
+        ),
+        ("gemini_api = \"aistudio\"\n", "hosts[0].gemini_api"),
+        // Project and location mean nothing to the Gemini API.
+        ("project = \"my-proj\"\n", "hosts[0].project"),
+        ("location = \"us-central1\"\n", "hosts[0].location"),
+    ] {
+        let err = load(&gemini_host(text)).unwrap_err();
+        assert_eq!(err.key(), Some(key), "{text}");
+        let shown = err.to_string();
+        assert!(shown.contains("azure-eastus"), "names the host: {shown}");
+        assert!(shown.contains("example:"), "{shown}");
+    }
+}
+
+#[test]
+fn gemini_settings_belong_to_gemini_hosts_with_a_credential() {
+    let err = load(&MINIMAL.replace(
+        "api_version = \"2024-10-21\"\n",
+        "api_version = \"2024-10-21\"\ngemini_api = \"vertex\"\n",
+    ))
+    .unwrap_err();
+    assert_eq!(err.key(), Some("hosts[0].gemini_api"));
+    assert!(err.to_string().contains("azure-eastus"), "{err}");
+
+    let err = load(&gemini_host("").replace("api_key = { env = \"AZ_KEY\" }\n", "")).unwrap_err();
+    assert_eq!(err.key(), Some("hosts[0].api_key"));
+
+    let err = load(&gemini_host("api_style = \"v1\"\n")).unwrap_err();
+    assert_eq!(err.key(), Some("hosts[0].api_style"));
+}

@@ -10,11 +10,12 @@ use treaty_domain::{
     ProductKind, ProviderKind, Tenant, TenantId,
 };
 
+use crate::aws::{AwsFields, aws_settings};
 use crate::env::{Env, interpolate};
 use crate::raw::{RawConfig, RawHost, RawSecret};
 use crate::{
-    AzureApiStyle, AzureAuth, AzureSettings, Config, ConfigError, Endpoint, HostConfig, Secret,
-    ServerConfig, StoreConfig, UpstreamConfig,
+    AzureApiStyle, AzureAuth, AzureSettings, Config, ConfigError, Endpoint, GeminiApi, HostConfig,
+    Secret, ServerConfig, StoreConfig, UpstreamConfig,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -438,16 +439,6 @@ fn host(i: usize, h: RawHost, base_dir: &Path, env: &dyn Env) -> Result<HostConf
             r#"provider = "azure_openai""#,
         )
     })?;
-    if matches!(provider, ProviderKind::Bedrock | ProviderKind::Gemini) {
-        return Err(ConfigError::invalid(
-            format!("{key}.provider"),
-            format!(
-                "provider {:?} is not available in this build yet; point the host at an OpenAI-compatible endpoint for now",
-                h.provider
-            ),
-            r#"provider = "openai_compatible""#,
-        ));
-    }
     nonempty(&format!("{key}.cloud"), &h.cloud, r#"cloud = "azure""#)?;
     nonempty(&format!("{key}.region"), &h.region, r#"region = "us-east""#)?;
 
@@ -470,7 +461,10 @@ fn host(i: usize, h: RawHost, base_dir: &Path, env: &dyn Env) -> Result<HostConf
     };
     let needs_key = matches!(
         provider,
-        ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::Anthropic
+        ProviderKind::Openai
+            | ProviderKind::AzureOpenai
+            | ProviderKind::Anthropic
+            | ProviderKind::Gemini
     );
     if needs_key && api_key.is_none() {
         return Err(ConfigError::invalid(
@@ -528,6 +522,25 @@ fn host(i: usize, h: RawHost, base_dir: &Path, env: &dyn Env) -> Result<HostConf
         }
         None
     };
+    let gemini = gemini_api(
+        &key,
+        &id,
+        provider,
+        [&h.gemini_api, &h.project, &h.location],
+    )?;
+    let aws = aws_settings(
+        &key,
+        provider,
+        api_key.is_some(),
+        AwsFields {
+            region: &h.aws_region,
+            access_key_id: &h.aws_access_key_id,
+            secret_access_key: &h.aws_secret_access_key,
+            session_token: &h.aws_session_token,
+        },
+        base_dir,
+        env,
+    )?;
 
     if h.models.is_empty() {
         return Err(ConfigError::invalid(
@@ -577,19 +590,109 @@ fn host(i: usize, h: RawHost, base_dir: &Path, env: &dyn Env) -> Result<HostConf
             base_url,
             api_key,
             azure,
+            gemini,
+            aws,
         },
     })
+}
+
+/// `gemini_api`, `project` and `location`: which Google API a `gemini` host
+/// is, and for Vertex AI where the model lives. Refused on other providers
+/// and, for `project`/`location`, on the Gemini API, so a half-switched
+/// host is caught here rather than by a 404 at the first request.
+fn gemini_api(
+    key: &str,
+    id: &HostId,
+    provider: ProviderKind,
+    [api, project, location]: [&Option<String>; 3],
+) -> Result<Option<GeminiApi>, ConfigError> {
+    const VERTEX: &str =
+        r#"gemini_api = "vertex"  project = "my-project"  location = "us-central1""#;
+    if provider != ProviderKind::Gemini {
+        for (field, set) in [
+            ("gemini_api", api.is_some()),
+            ("project", project.is_some()),
+            ("location", location.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    format!("{key}.{field}"),
+                    format!("host {id}: `{field}` applies to gemini hosts only"),
+                    r#"provider = "gemini""#,
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    match api.as_deref().unwrap_or("gemini") {
+        "gemini" => {
+            for (field, set) in [
+                ("project", project.is_some()),
+                ("location", location.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.{field}"),
+                        format!(
+                            "host {id}: `{field}` applies to Vertex AI only; this host uses the Gemini API"
+                        ),
+                        VERTEX,
+                    ));
+                }
+            }
+            Ok(Some(GeminiApi::Gemini))
+        }
+        "vertex" => {
+            // Both become path segments of every request URL.
+            let segment = |field: &str, value: Option<&String>| {
+                let value = value.map(|v| v.trim()).unwrap_or_default();
+                if value.is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.{field}"),
+                        format!("host {id}: Vertex AI hosts need a {field}"),
+                        VERTEX,
+                    ));
+                }
+                if !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+                {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.{field}"),
+                        format!(
+                            "host {id}: {field} {value:?} may only hold letters, digits, '-', '_', '.' and ':'"
+                        ),
+                        VERTEX,
+                    ));
+                }
+                Ok(value.to_owned())
+            };
+            Ok(Some(GeminiApi::Vertex {
+                project: segment("project", project.as_ref())?,
+                location: segment("location", location.as_ref())?,
+            }))
+        }
+        other => Err(ConfigError::invalid(
+            format!("{key}.gemini_api"),
+            format!("host {id}: unknown gemini_api {other:?} (expected gemini or vertex)"),
+            r#"gemini_api = "gemini"  # or "vertex" with project and location"#,
+        )),
+    }
 }
 
 fn example_url(provider: ProviderKind) -> &'static str {
     match provider {
         ProviderKind::AzureOpenai => r#"base_url = "https://my-resource.openai.azure.com""#,
         ProviderKind::Openai => r#"base_url = "https://api.openai.com""#,
+        ProviderKind::Gemini => {
+            r#"base_url = "https://generativelanguage.googleapis.com"  # Vertex AI: "https://us-central1-aiplatform.googleapis.com""#
+        }
+        ProviderKind::Bedrock => r#"base_url = "https://bedrock-runtime.us-east-1.amazonaws.com""#,
         _ => r#"base_url = "http://127.0.0.1:8000"  # serves /v1/chat/completions"#,
     }
 }
 
-fn secret(
+pub(crate) fn secret(
     key: &str,
     raw: RawSecret,
     base_dir: &Path,

@@ -84,6 +84,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             // everything else is the OpenAI one.
             ("/v1/models", get(crate::anthropic::models_any)),
             ("/v1/messages", post(crate::anthropic::messages)),
+            // Gemini: `{model}` is `name:method` (`gemini-x:generateContent`).
+            ("/v1beta/models", get(crate::gemini::models)),
+            ("/v1beta/models/{model}", post(crate::gemini::gemini_api)),
+            (
+                "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}",
+                post(crate::gemini::vertex),
+            ),
             (
                 "/openai/deployments/{deployment}/chat/completions",
                 api(MethodFilter::POST, Endpoint::Chat, Flavor::AzureDeployment),
@@ -118,6 +125,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         for (path, method_router) in routes {
             router = router.route(&format!("{prefix}{path}"), method_router);
         }
+        router = crate::bedrock::routes(router, prefix);
     }
     router.fallback(not_found).with_state(shared)
 }

@@ -25,12 +25,14 @@
 mod anthropic;
 mod app;
 mod auth;
+mod bedrock;
 mod bulk;
 mod completion;
 mod control;
 mod embeddings;
 mod error;
 mod faults;
+mod gemini;
 mod mcp;
 mod openai;
 mod reply;
@@ -56,6 +58,11 @@ use tokio::task::JoinHandle;
 /// The webhook signing secret when none is configured.
 pub const DEFAULT_WEBHOOK_SECRET: &[u8] = b"treaty-emulator-webhook-secret";
 
+/// The access key id emulated Bedrock accepts when none is configured.
+pub const DEFAULT_AWS_ACCESS_KEY_ID: &str = "AKIDEMULATOR";
+/// Its secret access key (a test value, public by design).
+pub const DEFAULT_AWS_SECRET_ACCESS_KEY: &str = "emulator/secret/access/key/EXAMPLEKEY00000";
+
 /// How the emulated providers behave when no fault is asked for.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
@@ -68,6 +75,12 @@ pub struct EmulatorConfig {
     /// The secret webhook calls must be signed with (HMAC-SHA256);
     /// [`DEFAULT_WEBHOOK_SECRET`] by default.
     pub webhook_secret: Vec<u8>,
+    /// The AWS key pair emulated Bedrock requests must be SigV4-signed
+    /// with (and the emulated STS hands out);
+    /// [`DEFAULT_AWS_ACCESS_KEY_ID`] and [`DEFAULT_AWS_SECRET_ACCESS_KEY`]
+    /// by default.
+    pub aws_access_key_id: String,
+    pub aws_secret_access_key: String,
 }
 
 impl Default for EmulatorConfig {
@@ -77,6 +90,8 @@ impl Default for EmulatorConfig {
             latency: Duration::ZERO,
             chunk_delay: Duration::ZERO,
             webhook_secret: DEFAULT_WEBHOOK_SECRET.to_vec(),
+            aws_access_key_id: DEFAULT_AWS_ACCESS_KEY_ID.to_owned(),
+            aws_secret_access_key: DEFAULT_AWS_SECRET_ACCESS_KEY.to_owned(),
         }
     }
 }

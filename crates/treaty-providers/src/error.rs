@@ -178,6 +178,12 @@ pub enum ProviderError {
     MissingAzureSettings { host: HostId },
     #[error("host {host}: base_url is not a usable http(s) URL: {reason}")]
     InvalidBaseUrl { host: HostId, reason: String },
+    #[error("host {host}: bedrock hosts need `aws_region` (the SigV4 signing region)")]
+    MissingAwsSettings { host: HostId },
+    /// No usable AWS credentials; `reason` names the sources tried, never
+    /// a value.
+    #[error("host {host}: no usable AWS credentials: {reason}")]
+    AwsCredentials { host: HostId, reason: String },
     #[error("host {host}: provider {kind} is not supported yet")]
     Unsupported { host: HostId, kind: ProviderKind },
     #[error("cannot build the upstream HTTP client: {0}")]

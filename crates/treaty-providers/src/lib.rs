@@ -15,9 +15,11 @@
 //! internal URL or a raw upstream body reach an error message.
 
 mod anthropic;
+mod bedrock;
 mod client;
 mod error;
 mod exchange;
+mod gemini;
 mod openai_family;
 mod redact;
 mod sse;
@@ -148,11 +150,28 @@ pub fn for_host(
                 http,
             )?));
         }
-        kind @ ProviderKind::Bedrock => {
-            return Err(ProviderError::Unsupported { host: id, kind });
+        ProviderKind::Bedrock => {
+            // Credentials come from the config or the standard AWS chain,
+            // read from the process environment once, here. The probe names
+            // the host's first model, which IAM policies allow.
+            let probe_model = host.host.models.first().map(|m| m.target.as_str());
+            return Ok(Arc::new(bedrock::Bedrock::new(
+                id,
+                &host.endpoint,
+                probe_model,
+                http,
+                &treaty_config::ProcessEnv,
+            )?));
         }
-        kind @ ProviderKind::Gemini => {
-            return Err(ProviderError::Unsupported { host: id, kind });
+        ProviderKind::Gemini => {
+            // Vertex's health probe counts tokens on the host's first model.
+            let probe_model = host.host.models.first().map(|m| m.target.as_str());
+            return Ok(Arc::new(gemini::Gemini::new(
+                id,
+                &host.endpoint,
+                probe_model,
+                http,
+            )?));
         }
     };
     Ok(Arc::new(openai_family::OpenAiFamily::new(id, flavor, http)))

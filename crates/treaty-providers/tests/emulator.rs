@@ -58,6 +58,8 @@ fn hosts(emu: &EmulatorHandle, key: &str) -> Vec<HostConfig> {
             base_url: format!("{}/{id}", emu.url()),
             api_key: api_key.map(Secret::new),
             azure,
+            gemini: None,
+            aws: None,
         },
     };
     vec![
@@ -390,6 +392,8 @@ async fn an_unreachable_host_is_a_connect_error() {
             base_url: format!("http://127.0.0.1:{port}"),
             api_key: None,
             azure: None,
+            gemini: None,
+            aws: None,
         },
     };
     let err = provider(&host)

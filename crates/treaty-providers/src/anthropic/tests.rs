@@ -535,6 +535,8 @@ fn provider(base: &str, key: &str) -> Anthropic {
         base_url: base.into(),
         api_key: Some(Secret::new(key)),
         azure: None,
+        gemini: None,
+        aws: None,
     };
     Anthropic::new(HostId::new("anthropic-us").unwrap(), &endpoint, http).unwrap()
 }

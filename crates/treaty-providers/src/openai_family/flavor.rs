@@ -242,6 +242,8 @@ mod tests {
             base_url: base.into(),
             api_key: key.map(Secret::new),
             azure,
+            gemini: None,
+            aws: None,
         }
     }
 

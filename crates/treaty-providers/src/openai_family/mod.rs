@@ -201,6 +201,8 @@ mod tests {
             base_url: base.into(),
             api_key: key.map(Secret::new),
             azure,
+            gemini: None,
+            aws: None,
         }
     }
 
