@@ -102,6 +102,7 @@ pub fn app(gw: std::sync::Arc<Gateway>) -> Router {
         .route("/v1/models/{model}", get(routes::models::retrieve))
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
+        .route("/openapi.json", get(routes::openapi::document))
         .route(
             "/admin/keys",
             post(routes::admin::create_key).get(routes::admin::list_keys),

@@ -5,6 +5,7 @@ pub(crate) mod chat;
 pub(crate) mod embeddings;
 pub(crate) mod health;
 pub(crate) mod models;
+pub mod openapi;
 
 use std::sync::Arc;
 
