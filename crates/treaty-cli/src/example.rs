@@ -16,6 +16,7 @@ macro_rules! example_files {
 example_files!(
     "treaty.toml",
     "secrets/emulator.key",
+    "secrets/aws-emulator.key",
     "secrets/webhook.key",
     "contracts/README.md",
     "contracts/reading-aws/classification.toml",

@@ -142,7 +142,15 @@ fn the_demo_runs_end_to_end() {
         text.contains("EMULATED"),
         "the demo says its upstreams are emulated"
     );
-    assert!(text.contains("Demo OK: 14 requests"), "{text}");
+    assert!(text.contains("Demo OK: 15 requests"), "{text}");
+    // Every cloud's wire format is spoken: Bedrock (Converse, SigV4) and
+    // Gemini served some of the traffic.
+    let served = text
+        .lines()
+        .find(|l| l.starts_with("Upstream requests per emulated host"))
+        .unwrap();
+    assert!(!served.contains("bedrock-useast1=0"), "{served}");
+    assert!(!served.contains("gemini-uscentral1=0"), "{served}");
     // Placements and refusals carry their clause ids.
     assert!(text.contains("H0,C6"), "dod's placement names C6: {text}");
     assert!(

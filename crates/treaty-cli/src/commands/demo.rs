@@ -329,6 +329,20 @@ const SCENARIOS: &[Scenario] = &[
         },
         200,
     ),
+    Scenario {
+        prefer: Some("gemini-uscentral1"),
+        ..s(
+            "acme",
+            "gcp-marketplace",
+            "chat",
+            "chat on gemini, streamed",
+            Kind::Stream {
+                model: "gpt-4o",
+                prompt: "Answer from Google Cloud, please.",
+            },
+            200,
+        )
+    },
     s(
         "acme",
         "gcp-marketplace",

@@ -301,7 +301,17 @@ fn decision_of(line: &str) -> anyhow::Result<Option<DecisionRecord>> {
 }
 
 fn ledger_row(config: &Config, n: usize, d: &DecisionRecord, agent_id: &str) -> Vec<String> {
-    let what = if let Some(hold) = &d.runtime {
+    let what = if let Some(tool) = &d.tool {
+        (
+            format!("use {} ({})", tool.name, tool.kind),
+            if tool.allowed {
+                "allowed, then called".to_owned()
+            } else {
+                "REFUSED".to_owned()
+            },
+            tool.clauses.join(","),
+        )
+    } else if let Some(hold) = &d.runtime {
         let state = if d.run_id.as_deref() == Some(agent_id) {
             "agent"
         } else if d.request_id.contains(".claim") {
