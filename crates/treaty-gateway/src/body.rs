@@ -1,11 +1,14 @@
-//! Reading and parsing request bodies into typed requests.
+//! Reading and parsing request bodies (and query strings and path
+//! parameters) into typed requests.
 //!
 //! The size limit is enforced by axum's `DefaultBodyLimit` while the body
 //! is read; this module turns that and every parse failure into the
 //! OpenAI-shaped 413 or 400, before anything else happens.
 
 use axum::body::Bytes;
+use axum::extract::FromRequestParts;
 use axum::extract::rejection::BytesRejection;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, Code};
@@ -34,4 +37,40 @@ pub(crate) fn parse<T: DeserializeOwned>(
         ));
     }
     treaty_openai::parse_json(&bytes).map_err(|e| ApiError::invalid(e.message, e.param))
+}
+
+/// axum's `Query`, refusing a query string it cannot read with the
+/// OpenAI-shaped 400 instead of axum's plain-text one.
+pub(crate) struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(Query(q)),
+            Err(rejection) => Err(ApiError::invalid(
+                format!("Invalid query string: {}.", rejection.body_text()),
+                None,
+            )),
+        }
+    }
+}
+
+/// axum's `Path`, refusing a path segment it cannot read (invalid UTF-8
+/// after percent-decoding, say) with the OpenAI-shaped 400.
+pub(crate) struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(p)) => Ok(Path(p)),
+            Err(rejection) => Err(ApiError::invalid(
+                format!("Invalid URL path: {}.", rejection.body_text()),
+                None,
+            )),
+        }
+    }
 }

@@ -196,3 +196,24 @@ async fn unknown_routes_and_methods() {
         snapshot(&h, "GET", "/v1/chat/completions", None, "").await
     );
 }
+
+#[tokio::test]
+async fn unreadable_query_strings_and_paths_are_openai_shaped_400s() {
+    let h = harness().await;
+    let key = h.key.clone();
+    let k = Some(key.as_str());
+    for (path, says) in [
+        ("/v1/runs?limit=1&limit=2", "Invalid query string"),
+        ("/v1/runs/run_x/events?after=abc", "Invalid query string"),
+        ("/v1/models/%FF", "Invalid URL path"),
+    ] {
+        let v = snapshot(&h, "GET", path, k, "").await;
+        assert_eq!(v["status"], 400, "{path}: {v}");
+        assert_eq!(
+            v["body"]["error"]["type"], "invalid_request_error",
+            "{path}"
+        );
+        let message = v["body"]["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(says), "{path}: {message}");
+    }
+}

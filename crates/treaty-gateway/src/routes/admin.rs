@@ -5,10 +5,11 @@
 //! `server.admin_token_env`. Without that variable the admin API answers
 //! 403 and does nothing. Secrets are returned once, by the create call.
 
+use crate::body::Path;
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;

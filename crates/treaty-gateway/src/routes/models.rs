@@ -1,8 +1,9 @@
 //! `GET /v1/models` and `GET /v1/models/{model}`: only what the caller's
 //! key may use.
 
+use crate::body::Path;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use treaty_keys::VerifiedKey;
 use treaty_openai::{Model, ModelList};

@@ -2,10 +2,11 @@
 //! tools, approval rules) that runs execute. Creating one is holding the
 //! product's state, so it is a `hold` decision like a stored response.
 
+use crate::body::{Path, Query};
 use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};

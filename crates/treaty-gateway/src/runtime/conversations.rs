@@ -2,10 +2,11 @@
 //! held by this instance, so creating one or adding items to it is a
 //! `hold` decision recorded in the ledger like a stored response.
 
+use crate::body::{Path, Query};
 use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use treaty_domain::Route;

@@ -11,10 +11,11 @@
 
 use std::sync::Arc;
 
+use crate::body::{Path, Query};
 use axum::Extension;
 use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use futures_util::StreamExt;

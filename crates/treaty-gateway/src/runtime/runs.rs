@@ -12,10 +12,11 @@
 
 use std::time::Duration;
 
+use crate::body::{Path, Query};
 use axum::Extension;
 use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
