@@ -66,7 +66,7 @@ impl Code {
                 "rate_limit_error",
                 "upstream_rate_limited",
             ),
-            Code::UpstreamRejected => (S::BAD_GATEWAY, "upstream_error", "upstream_rejected"),
+            Code::UpstreamRejected => (S::FORBIDDEN, "permission_error", "upstream_auth_failed"),
             Code::UpstreamError => (S::BAD_GATEWAY, "upstream_error", "upstream_error"),
             Code::UpstreamTimeout => (S::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout"),
             Code::NoHostAvailable => (

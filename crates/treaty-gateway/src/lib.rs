@@ -142,7 +142,9 @@ async fn request_envelope(mut req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     if let Some(err) = res.extensions().get::<LoggedError>() {
         let status = res.status().as_u16();
-        if status >= 500 {
+        // Server faults, and a host refusing Treaty's credentials (the
+        // operator's to fix), are warnings; the client's mistakes are not.
+        if status >= 500 || err.code == crate::error::Code::UpstreamRejected {
             tracing::warn!(request_id = %id, %method, %path, status, code = ?err.code, message = %err.message, "request failed");
         } else {
             tracing::debug!(request_id = %id, %method, %path, status, code = ?err.code, message = %err.message, "request refused");

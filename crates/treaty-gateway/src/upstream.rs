@@ -137,24 +137,22 @@ where
 /// Maps one upstream failure to what the client sees.
 pub(crate) fn client_facing(err: &UpstreamError, host: &HostId) -> ApiError {
     let (status, message, _code) = err.client_facing(host);
+    let rejected = matches!(
+        err,
+        UpstreamError::Status {
+            status: 401 | 403,
+            ..
+        }
+    );
     let code = match status {
+        _ if rejected => Code::UpstreamRejected,
         429 => Code::UpstreamRateLimited,
         504 => Code::UpstreamTimeout,
         400..=499 => Code::InvalidRequest,
-        _ if matches!(
-            err,
-            UpstreamError::Status {
-                status: 401 | 403,
-                ..
-            }
-        ) =>
-        {
-            Code::UpstreamRejected
-        }
         _ => Code::UpstreamError,
     };
     let mut e = ApiError::new(code, message);
-    if (400..500).contains(&status) && status != 429 {
+    if (400..500).contains(&status) && status != 429 && !rejected {
         e.status_override = axum::http::StatusCode::from_u16(status).ok();
     }
     e.retry_after = err.retry_after().map(|d| d.as_secs().max(1));
@@ -203,6 +201,19 @@ fn exhausted(
     let mut tried: Vec<&str> = attempts.iter().map(|a| a.host.as_str()).collect();
     tried.sort_unstable();
     tried.dedup();
+    // A host that refused Treaty's credentials is a configuration fault
+    // the operator must see as such, not a generic outage.
+    if let (
+        Some(
+            err @ UpstreamError::Status {
+                status: 401 | 403, ..
+            },
+        ),
+        Some(attempt),
+    ) = (last, attempts.last())
+    {
+        return client_facing(err, &attempt.host);
+    }
     if let Some(err @ UpstreamError::Status { status: 429, .. }) = last {
         let mut e = ApiError::new(
             Code::UpstreamRateLimited,

@@ -274,7 +274,9 @@ async fn upstream_secrets_and_urls_never_reach_the_client() {
     h.emulator.set_fault("vllm-b", "status=401", None).unwrap();
     let r = h.post("/v1/chat/completions", chat("x")).await;
     let text = r.text();
-    assert!(r.status.is_server_error(), "{text}");
+    // The host refused Treaty's credentials: a 403 that names it.
+    assert_eq!(r.status, 403, "{text}");
+    assert_eq!(r.json()["error"]["code"], "upstream_auth_failed", "{text}");
     assert!(
         !text.contains(UPSTREAM_KEY) && !text.contains("127.0.0.1"),
         "{text}"

@@ -177,12 +177,37 @@ impl Harness {
         if let Some(k) = key {
             req = req.header("authorization", format!("Bearer {k}"));
         }
-        let res = self
-            .app
-            .clone()
-            .oneshot(req.body(body.into()).unwrap())
-            .await
-            .unwrap();
+        self.send(req.body(body.into()).unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Reply {
+        self.post_with(path, &[], body).await
+    }
+
+    /// A POST with the harness key and extra request headers.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: serde_json::Value,
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", self.key));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(
+            req.body(Body::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
         let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
@@ -191,16 +216,6 @@ impl Harness {
             headers,
             body,
         }
-    }
-
-    pub async fn post(&self, path: &str, body: serde_json::Value) -> Reply {
-        self.call(
-            "POST",
-            path,
-            Some(&self.key.clone()),
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await
     }
 }
 

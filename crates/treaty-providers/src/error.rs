@@ -112,8 +112,10 @@ impl UpstreamError {
                     };
                     (*status, message, code)
                 }
+                // 403, not 401: the client's own key was fine; Treaty's
+                // credentials for this host were refused.
                 401 | 403 => (
-                    502,
+                    403,
                     format!("Host {host} rejected Treaty's credentials."),
                     "upstream_auth_failed",
                 ),
@@ -236,10 +238,10 @@ mod tests {
             (status(422, "unprocessable"), 422, "upstream_bad_request"),
             (
                 status(401, "Incorrect API key"),
-                502,
+                403,
                 "upstream_auth_failed",
             ),
-            (status(403, "forbidden"), 502, "upstream_auth_failed"),
+            (status(403, "forbidden"), 403, "upstream_auth_failed"),
             (status(429, "slow down"), 429, "upstream_rate_limited"),
             (status(500, "boom"), 502, "upstream_error"),
             (status(503, "overloaded"), 502, "upstream_error"),

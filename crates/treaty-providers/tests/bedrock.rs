@@ -397,7 +397,7 @@ async fn a_wrong_secret_is_an_auth_error_that_names_the_host_not_the_secret() {
         "{text}"
     );
     let (status, message, code) = err.client_facing(p.host_id());
-    assert_eq!((status, code), (502, "upstream_auth_failed"));
+    assert_eq!((status, code), (403, "upstream_auth_failed"));
     assert!(
         message.contains(HOST) && !message.contains("wrong"),
         "{message}"

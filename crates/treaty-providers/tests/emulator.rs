@@ -340,7 +340,7 @@ async fn faults_map_to_the_errors_the_gateway_expects() {
 }
 
 #[tokio::test]
-async fn a_rejected_key_is_a_502_that_never_shows_the_key() {
+async fn a_rejected_key_is_a_403_that_never_shows_the_key() {
     let emu = emulator().await;
     for host in hosts(&emu, "sk-wrong-key-0123456789abcdef") {
         let p = provider(&host);
@@ -358,7 +358,7 @@ async fn a_rejected_key_is_a_502_that_never_shows_the_key() {
         );
         assert!(!err.retryable());
         let (status, message, code) = err.client_facing(host.id());
-        assert_eq!((status, code), (502, "upstream_auth_failed"));
+        assert_eq!((status, code), (403, "upstream_auth_failed"));
         for text in [
             message,
             err.to_string(),

@@ -407,7 +407,7 @@ async fn faults_map_to_the_errors_the_gateway_expects() {
 }
 
 #[tokio::test]
-async fn a_rejected_credential_is_a_502_naming_the_host_never_the_key() {
+async fn a_rejected_credential_is_a_403_naming_the_host_never_the_key() {
     let emu = emulator(Duration::ZERO).await;
     let wrong = "AIzaSy-wrong-key-0123456789abcdef";
     for host in hosts(&emu, wrong) {
@@ -427,7 +427,7 @@ async fn a_rejected_credential_is_a_502_naming_the_host_never_the_key() {
             );
             assert!(!err.retryable());
             let (status, message, code) = err.client_facing(host.id());
-            assert_eq!((status, code), (502, "upstream_auth_failed"));
+            assert_eq!((status, code), (403, "upstream_auth_failed"));
             assert!(message.contains(host.id().as_str()), "{message}");
             for text in [
                 message,

@@ -102,10 +102,17 @@ pub(crate) async fn chat_completions(
         Ready::Stream { first, rest } => {
             let host = served.host.clone();
             let index = served.host_index;
-            let attempts = served.attempts;
+            let mut attempts = served.attempts;
             let model = req.model.clone();
             let gw_end = gw.clone();
             let on_end = move |summary: crate::sse::StreamSummary| {
+                // A stream the host cut or corrupted is a failed attempt,
+                // though it had started to serve.
+                if let (Some(error), Some(last)) = (&summary.error, attempts.last_mut())
+                    && !summary.client_cancelled
+                {
+                    last.error = Some(error.clone());
+                }
                 let cost = cost(&host, &model, summary.usage);
                 if let Some(c) = cost {
                     gw_end.router.spend(index, c);

@@ -723,7 +723,7 @@ async fn emulator_round_trip_plain_stream_tools_and_faults() {
     let bad = provider(&format!("{}/anthropic-us", emu.url()), "wrong-key");
     let err = bad.chat(&plain, &deployment(), &call()).await.unwrap_err();
     let (status, message, _) = err.client_facing(bad.host_id());
-    assert_eq!(status, 502);
+    assert_eq!(status, 403);
     assert!(!message.contains("wrong-key"));
 
     emu.set_fault("anthropic-us", "truncate=1", Some(1))

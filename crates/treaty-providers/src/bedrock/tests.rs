@@ -430,7 +430,7 @@ fn bedrock_errors_map_to_upstream_errors() {
     assert!(text.contains("bedrock-us"), "{text}");
     assert!(!text.contains("wJalr"), "{text}");
     let (status, message, code) = e.client_facing(&host);
-    assert_eq!((status, code), (502, "upstream_auth_failed"));
+    assert_eq!((status, code), (403, "upstream_auth_failed"));
     assert!(message.contains("bedrock-us"), "{message}");
 }
 
