@@ -275,9 +275,9 @@ async fn last_outcome(h: &common::Harness) -> Value {
     String::from_utf8(out)
         .unwrap()
         .lines()
+        .rev()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|l| l["kind"] == "outcome")
-        .last()
+        .find(|l| l["kind"] == "outcome")
         .unwrap()["record"]
         .clone()
 }
