@@ -39,6 +39,9 @@ pub(crate) struct SseBody {
     /// Batched durability: the decision record's commit, awaited before
     /// `[DONE]`.
     gate: Option<treaty_ledger::Appended>,
+    /// The upstream stream has ended; it must not be polled again (the
+    /// providers' streams are not fused), even while the gate is pending.
+    inner_done: bool,
 }
 
 impl SseBody {
@@ -59,6 +62,7 @@ impl SseBody {
             host,
             model,
             gate,
+            inner_done: false,
         }
     }
 
@@ -127,7 +131,7 @@ impl Stream for SseBody {
         {
             return Poll::Ready(Some(Ok(bytes)));
         }
-        loop {
+        while !this.inner_done {
             match this.inner.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(event))) => {
@@ -138,27 +142,28 @@ impl Stream for SseBody {
                 Poll::Ready(Some(Err(err))) => {
                     return Poll::Ready(Some(Ok(this.on_error(&err))));
                 }
-                Poll::Ready(None) => {
-                    if let Some(gate) = this.gate.as_mut() {
-                        match std::pin::Pin::new(gate).poll(cx) {
-                            Poll::Pending => return Poll::Pending,
-                            Poll::Ready(Ok(_)) => this.gate = None,
-                            Poll::Ready(Err(e)) => {
-                                this.gate = None;
-                                let api = crate::pipeline::ledger_unavailable(e);
-                                this.summary.error = Some(api.message.clone());
-                                let json = serde_json::to_vec(&api.body()).unwrap_or_default();
-                                this.finish();
-                                return Poll::Ready(Some(Ok(Self::frame(&json))));
-                            }
-                        }
-                    }
-                    this.summary.completed = true;
+                Poll::Ready(None) => this.inner_done = true,
+            }
+        }
+        // The upstream has ended; with batched durability the commit may
+        // still be in flight, and this is polled again when it lands.
+        if let Some(gate) = this.gate.as_mut() {
+            match std::pin::Pin::new(gate).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(_)) => this.gate = None,
+                Poll::Ready(Err(e)) => {
+                    this.gate = None;
+                    let api = crate::pipeline::ledger_unavailable(e);
+                    this.summary.error = Some(api.message.clone());
+                    let json = serde_json::to_vec(&api.body()).unwrap_or_default();
                     this.finish();
-                    return Poll::Ready(Some(Ok(Bytes::from_static(b"data: [DONE]\n\n"))));
+                    return Poll::Ready(Some(Ok(Self::frame(&json))));
                 }
             }
         }
+        this.summary.completed = true;
+        this.finish();
+        Poll::Ready(Some(Ok(Bytes::from_static(b"data: [DONE]\n\n"))))
     }
 }
 

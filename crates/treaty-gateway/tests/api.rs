@@ -75,6 +75,23 @@ async fn streamed_chat_passes_chunks_and_ends_with_done() {
 }
 
 #[tokio::test]
+async fn a_batched_ledger_ends_every_stream_with_done() {
+    // Batched durability holds `[DONE]` until the decision record commits.
+    // When the upstream finishes first, the body must wait for the commit
+    // without polling the finished upstream stream again: that panicked
+    // the connection (found by bench/run, issue 7).
+    let h = common::harness_with("\n[ledger]\ndurability = \"batched\"").await;
+    for i in 0..20 {
+        let mut body = chat(&format!("batched {i}"));
+        body["stream"] = json!(true);
+        let r = h.post("/v1/chat/completions", body).await;
+        assert_eq!(r.status, 200);
+        let text = r.text();
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    }
+}
+
+#[tokio::test]
 async fn usage_chunk_is_only_sent_when_the_client_asked() {
     let h = harness().await;
     let mut body = chat("hi");
