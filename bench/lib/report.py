@@ -155,9 +155,13 @@ def ratio(t, p, lower_is_better=True):
     if t <= 0 or p <= 0:
         return "n/a (≤ 0)"
     r = t / p
+
+    def times(x):
+        return f"{x:.1f}×" if x < 10 else f"{x:.0f}×"
+
     if lower_is_better:
-        return f"{r:.3f} ({p / t:.0f}× lower)" if r < 1 else f"{r:.2f} ({r:.1f}× higher)"
-    return f"{r:.2f} ({r:.1f}× higher)" if r >= 1 else f"{r:.2f} ({1 / r:.1f}× lower)"
+        return f"{r:.3f} ({times(1 / r)} lower)" if r < 1 else f"{r:.2f} ({times(r)} higher)"
+    return f"{r:.2f} ({times(r)} higher)" if r >= 1 else f"{r:.2f} ({times(1 / r)} lower)"
 
 
 def markdown(out):
