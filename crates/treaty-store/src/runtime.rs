@@ -272,21 +272,14 @@ impl Store {
     /// Deletes a response and its items; false when the tenant has no
     /// such response.
     pub async fn delete_response(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM responses WHERE id = $1 AND tenant = $2")
-            .bind(id)
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM response_items WHERE response_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+        delete_with_children(
+            &self.pool,
+            "DELETE FROM responses WHERE id = $1 AND tenant = $2",
+            "DELETE FROM response_items WHERE response_id = $1",
+            tenant,
+            id,
+        )
+        .await
     }
 
     // ------------------------------------------------------ conversations
@@ -354,21 +347,14 @@ impl Store {
     }
 
     pub async fn delete_conversation(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM conversations WHERE id = $1 AND tenant = $2")
-            .bind(id)
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM conversation_items WHERE conversation_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+        delete_with_children(
+            &self.pool,
+            "DELETE FROM conversations WHERE id = $1 AND tenant = $2",
+            "DELETE FROM conversation_items WHERE conversation_id = $1",
+            tenant,
+            id,
+        )
+        .await
     }
 
     /// Appends items at the end of a conversation, in order. Each insert
@@ -882,6 +868,30 @@ impl Store {
         .await?;
         rows.iter().map(read).collect()
     }
+}
+
+/// Deletes one of the tenant's rows (`parent`, binding id then tenant)
+/// and its child rows (`children`, binding id) in one transaction; false,
+/// with nothing deleted, when the tenant has no such row.
+async fn delete_with_children(
+    pool: &sqlx::AnyPool,
+    parent: &'static str,
+    children: &'static str,
+    tenant: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(parent)
+        .bind(id)
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(children).bind(id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 async fn insert_items(
