@@ -15,6 +15,7 @@ worker it forks, and nothing else):
           tree's real footprint)
   cpu_s   user + system CPU seconds of the live processes and their reaped
           children
+  fds     open file descriptors (sockets included) of the live processes
 """
 import json
 import os
@@ -43,7 +44,7 @@ def pss_kb(pid):
 def main():
     sid = int(sys.argv[1])
     tick = os.sysconf("SC_CLK_TCK")
-    out = {"procs": 0, "rss_kb": 0, "hwm_kb": 0, "pss_kb": 0, "cpu_s": 0.0}
+    out = {"procs": 0, "rss_kb": 0, "hwm_kb": 0, "pss_kb": 0, "cpu_s": 0.0, "fds": 0}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -60,6 +61,7 @@ def main():
             out["rss_kb"] += status_kb(name, "VmRSS")
             out["hwm_kb"] += status_kb(name, "VmHWM")
             out["pss_kb"] += pss_kb(name)
+            out["fds"] += len(os.listdir(f"/proc/{name}/fd"))
         except (OSError, ValueError, IndexError):
             continue  # exited while being read
     out["cpu_s"] = round(out["cpu_s"], 2)

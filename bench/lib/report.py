@@ -9,6 +9,9 @@ RUN_DIR holds meta.json and raw/*.json as bench/run writes them:
   search__GW__rRATE.json     throughput-search steps; search__GW.json the result
   idle__GW.json              process tree after the concurrency-1 runs
   loaded__GW.json            process tree after the highest fixed rate
+  streamsload__GW__rRATE.json  the highest rate again, with streams held open
+  streams__GW.json           those streams (first-byte times) with the tree's
+                             peak RSS and open files sampled meanwhile
 Standard library only.
 """
 import json
@@ -68,6 +71,9 @@ def collect(run_dir, meta):
         g["search"] = load(os.path.join(raw, f"search__{gw}.json"))
         g["idle"] = load(os.path.join(raw, f"idle__{gw}.json"))
         g["loaded"] = load(os.path.join(raw, f"loaded__{gw}.json"))
+        top = max(meta["rates"])
+        g["streams_load"] = load(os.path.join(raw, f"streamsload__{gw}__r{top}.json"))
+        g["streams"] = load(os.path.join(raw, f"streams__{gw}.json"))
         out["gateways"][gw] = g
     derive(out)
     return out
@@ -121,6 +127,19 @@ def derive(out):
         fig["peak_rss_mb"] = mb(g["loaded"], "hwm_kb")
         fig["loaded_pss_mb"] = mb(g["loaded"], "pss_kb")
         fig["procs"] = g["idle"]["procs"] if g.get("idle") else None
+        sl, st = g.get("streams_load"), g.get("streams")
+        base_sl, base_st = (d and d.get("streams_load")), (d and d.get("streams"))
+        fig["streams"] = {
+            "added_p50": minus(pct(sl, "latency_us", "p50"), pct(base_sl, "latency_us", "p50")),
+            "added_p99": minus(pct(sl, "latency_us", "p99"), pct(base_sl, "latency_us", "p99")),
+            "error_rate": sl.get("error_rate") if sl else None,
+            "ttfb_p50": pct(st, "ttfb_us", "p50"),
+            "ttfb_p99": pct(st, "ttfb_us", "p99"),
+            "ttfb_added_p99": minus(pct(st, "ttfb_us", "p99"), pct(base_st, "ttfb_us", "p99")),
+            "stream_error_rate": st.get("error_rate") if st else None,
+            "peak_rss_mb": (st["peak_rss_kb"] / 1024) if st and st.get("peak_rss_kb") else None,
+            "peak_fds": st.get("peak_fds") if st else None,
+        }
         g["figures"] = fig
 
 
@@ -220,6 +239,22 @@ def markdown(out):
     row("PSS idle, MB", lambda f: f["idle_pss_mb"], fmt=lambda v: num(v, "{:.1f}"))
     top = max(meta["rates"])
     row(f"peak RSS through {top} req/s, MB", lambda f: f["peak_rss_mb"], fmt=lambda v: num(v, "{:.1f}"))
+
+    streams = meta.get("open_streams")
+    if streams:
+        sub(f"open loop {top} req/s with {streams} streams held open, {meta['upstream_ms']} ms upstream")
+        row("added p50, non-streamed", lambda f: f["streams"]["added_p50"])
+        row("added p99, non-streamed", lambda f: f["streams"]["added_p99"])
+        row("errors, non-streamed", lambda f: f["streams"]["error_rate"],
+            fmt=lambda v: "–" if v is None else f"{v * 100:.2f} %", ratio_ok=False)
+        row("streams: time to first byte p50", lambda f: f["streams"]["ttfb_p50"], ratio_ok=False)
+        row("streams: time to first byte p99", lambda f: f["streams"]["ttfb_p99"], ratio_ok=False)
+        row("streams: added to first byte p99", lambda f: f["streams"]["ttfb_added_p99"])
+        row("streams: errors", lambda f: f["streams"]["stream_error_rate"],
+            fmt=lambda v: "–" if v is None else f"{v * 100:.2f} %", ratio_ok=False)
+        row("peak open files (≈ 2 per open stream)", lambda f: f["streams"]["peak_fds"],
+            fmt=lambda v: num(v), ratio_ok=False)
+        row("peak RSS, MB", lambda f: f["streams"]["peak_rss_mb"], fmt=lambda v: num(v, "{:.1f}"))
 
     lines = [
         "# Load: Treaty beside LiteLLM and Portkey",

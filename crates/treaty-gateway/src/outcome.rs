@@ -102,7 +102,7 @@ pub(crate) fn record(gw: &Gateway, ctx: &RequestContext, outcome: &Outcome) {
         client_cancelled: outcome.client_cancelled,
         error: outcome.error.clone(),
     });
-    // Not awaited: the outcome follows the decision; a failed commit is
-    // logged by the ledger's writer.
-    drop(gw.ledger.append(entry));
+    // Not awaited: the outcome follows the decision (with the next batch
+    // someone waits for); a failed commit is logged by the ledger's writer.
+    gw.ledger.record(entry);
 }

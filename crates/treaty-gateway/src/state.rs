@@ -73,6 +73,7 @@ impl Gateway {
                 max_batch: l.max_batch,
                 checkpoint_every: l.checkpoint_every,
                 checkpoint_interval: l.checkpoint_interval,
+                ..treaty_ledger::LedgerSettings::default()
             },
         )
         .await?;

@@ -63,6 +63,10 @@ pub struct LedgerSettings {
     pub checkpoint_every: u64,
     /// ... or after this long, if any record was written since the last.
     pub checkpoint_interval: Duration,
+    /// How long a record nobody waits for ([`Ledger::record`], an outcome)
+    /// may wait for a batch someone does wait for, so that it rides along
+    /// instead of costing a sync of its own.
+    pub linger: Duration,
 }
 
 impl Default for LedgerSettings {
@@ -72,6 +76,7 @@ impl Default for LedgerSettings {
             max_batch: 512,
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(10),
+            linger: Duration::from_millis(5),
         }
     }
 }
@@ -100,7 +105,8 @@ struct Pending {
     kind: Kind,
     /// seq and hash are filled in by the writer.
     row: LedgerRow,
-    done: Done,
+    /// `None` for a record nobody waits for ([`Ledger::record`]).
+    done: Option<Done>,
 }
 
 enum Msg {
@@ -174,13 +180,32 @@ impl Ledger {
     /// Enqueues a record without blocking. The returned future resolves to
     /// the record's sequence number once its batch is committed, or to the
     /// error that failed the batch. Dropping the future does not withdraw
-    /// the record.
+    /// the record. The writer commits as soon as it holds a record someone
+    /// may await, so use [`Ledger::record`] for one nobody will.
     pub fn append(&self, entry: Entry) -> Appended {
-        let payload = match entry.canonical() {
-            Ok(p) => p,
-            Err(e) => return Appended::failed(e),
-        };
         let (done, rx) = oneshot::channel();
+        match self.enqueue(entry, Some(done)) {
+            Ok(()) => Appended {
+                state: State::Waiting(rx),
+            },
+            Err(e) => Appended::failed(e),
+        }
+    }
+
+    /// Enqueues a record nobody waits for (an outcome: the durability
+    /// promise covers the decision; the outcome follows). It is committed
+    /// with the next batch someone waits for, or after
+    /// [`LedgerSettings::linger`] if none comes first, so at low
+    /// concurrency it does not cost a sync of its own ahead of the next
+    /// request's decision. A failed commit is logged by the writer.
+    pub fn record(&self, entry: Entry) {
+        if let Err(e) = self.enqueue(entry, None) {
+            tracing::error!(error = %e, "a ledger record could not be queued");
+        }
+    }
+
+    fn enqueue(&self, entry: Entry, done: Option<Done>) -> Result<(), LedgerError> {
+        let payload = entry.canonical()?;
         let kind = entry.kind();
         let row = LedgerRow {
             seq: 0,
@@ -198,25 +223,20 @@ impl Ledger {
             .tx
             .try_send(Msg::Append(Pending { kind, row, done }))
         {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 // Back-pressure: the record waits for room in a task of its
                 // own, so it is kept even if the caller drops the future;
                 // the caller's future resolves only after it is committed.
-                let Ok(handle) = tokio::runtime::Handle::try_current() else {
-                    return Appended::failed(LedgerError::Closed);
-                };
+                let handle =
+                    tokio::runtime::Handle::try_current().map_err(|_| LedgerError::Closed)?;
                 let tx = self.inner.tx.clone();
                 handle.spawn(async move {
                     let _ = tx.send(msg).await;
                 });
+                Ok(())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Appended::failed(LedgerError::Closed);
-            }
-        }
-        Appended {
-            state: State::Waiting(rx),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(LedgerError::Closed),
         }
     }
 
@@ -330,12 +350,21 @@ struct Writer {
 struct Turn {
     kinds: Vec<Kind>,
     rows: Vec<LedgerRow>,
-    dones: Vec<Done>,
+    /// One per row; `None` where nobody waits.
+    dones: Vec<Option<Done>>,
     flushes: Vec<oneshot::Sender<Result<(), LedgerError>>>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl Turn {
+    /// Whether anything in the turn is awaited: if not, committing it can
+    /// wait a little for a batch that is.
+    fn awaited(&self) -> bool {
+        self.shutdown.is_some()
+            || !self.flushes.is_empty()
+            || self.dones.iter().any(Option::is_some)
+    }
+
     fn take(&mut self, msg: Msg) {
         match msg {
             Msg::Append(p) => {
@@ -370,6 +399,9 @@ impl Writer {
                     Ok(msg) => turn.take(msg),
                     Err(_) => break,
                 }
+            }
+            if !turn.awaited() {
+                linger(&mut rx, &mut turn, self.settings.linger, max).await;
             }
             let result = self.commit(&mut turn).await;
             for f in turn.flushes.drain(..) {
@@ -410,7 +442,9 @@ impl Writer {
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);
                 self.counters.records.fetch_add(n, Ordering::Relaxed);
                 for (i, done) in turn.dones.drain(..).enumerate() {
-                    let _ = done.send(Ok(first + i as u64));
+                    if let Some(done) = done {
+                        let _ = done.send(Ok(first + i as u64));
+                    }
                 }
                 Ok(())
             }
@@ -420,7 +454,7 @@ impl Writer {
                 // The connection may be broken; take a fresh one next time.
                 self.conn = None;
                 let e = Arc::new(e);
-                for done in turn.dones.drain(..) {
+                for done in turn.dones.drain(..).flatten() {
                     let _ = done.send(Err(LedgerError::Commit(e.clone())));
                 }
                 Err(e)
@@ -447,8 +481,7 @@ impl Writer {
         let key = self.key.clone();
         let public_key = self.public_key;
         let conn = self.connection().await?;
-        let mut tx = conn.begin().await?;
-        let head = tx.lock_head().await?;
+        let (tx, head) = conn.begin().await?;
         let mut prev = hash32(&head.hash).ok_or_else(|| StoreError::Corrupt {
             table: "ledger_head",
             detail: format!("the head hash is {} bytes, not 32", head.hash.len()),
@@ -461,13 +494,8 @@ impl Writer {
             row.hash = prev.to_vec();
         }
         let last = first + rows.len() as u64 - 1;
-        tx.insert_records(rows).await?;
-        if due {
-            tx.insert_checkpoint(&checkpoint(&key, public_key, last, &prev))
-                .await?;
-        }
-        tx.set_head(last as i64, &prev).await?;
-        tx.commit().await?;
+        let cp = due.then(|| checkpoint(&key, public_key, last, &prev));
+        tx.commit(rows, cp.as_ref(), (last as i64, &prev)).await?;
         if due {
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();
@@ -503,15 +531,25 @@ impl Writer {
         let key = self.key.clone();
         let public_key = self.public_key;
         let conn = self.connection().await?;
-        let mut tx = conn.begin().await?;
-        let head = tx.lock_head().await?;
+        let (tx, head) = conn.begin().await?;
         let hash = hash32(&head.hash).ok_or_else(|| StoreError::Corrupt {
             table: "ledger_head",
             detail: format!("the head hash is {} bytes, not 32", head.hash.len()),
         })?;
-        tx.insert_checkpoint(&checkpoint(&key, public_key, head.seq as u64, &hash))
-            .await?;
-        tx.commit().await
+        let cp = checkpoint(&key, public_key, head.seq as u64, &hash);
+        tx.commit(&[], Some(&cp), (head.seq, &head.hash)).await
+    }
+}
+
+/// Holds a turn nobody waits for until a message someone waits for
+/// arrives, the batch is full, the queue closes or `linger` passes.
+async fn linger(rx: &mut mpsc::Receiver<Msg>, turn: &mut Turn, linger: Duration, max: usize) {
+    let deadline = tokio::time::Instant::now() + linger;
+    while !turn.awaited() && turn.rows.len() < max {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(msg)) => turn.take(msg),
+            Ok(None) | Err(_) => return,
+        }
     }
 }
 

@@ -11,10 +11,9 @@
 //! writer: on SQLite it runs with `synchronous = FULL`, so every commit
 //! syncs the WAL before it returns (the ledger's durability promise; one
 //! sync per batch thanks to group commit). A batch is one [`LedgerTx`]:
-//! [`LedgerTx::lock_head`] first (an `UPDATE` of the single head row,
-//! which takes the write lock on SQLite and the row lock on PostgreSQL
-//! with the same SQL), then the rows, the new head, an optional
-//! checkpoint, and the commit.
+//! [`LedgerConnection::begin`] takes the write lock (SQLite) or the head
+//! row's lock (PostgreSQL) and reads the head; [`LedgerTx::commit`] writes
+//! the rows, an optional checkpoint and the new head, and commits.
 
 use std::sync::{Arc, LazyLock};
 
@@ -165,6 +164,9 @@ fn checkpoint_from_row(row: &sqlx::any::AnyRow) -> Result<CheckpointRow, StoreEr
 pub struct LedgerConnection {
     conn: PoolConnection<Any>,
     backend: Backend,
+    /// SQLite: a batch was dropped before its commit, so the connection is
+    /// still inside its transaction (see [`SqliteTx`]).
+    abandoned: bool,
 }
 
 impl std::fmt::Debug for LedgerConnection {
@@ -173,10 +175,44 @@ impl std::fmt::Debug for LedgerConnection {
     }
 }
 
-/// One batch: lock the head, insert, move the head, commit.
+/// One batch: [`LedgerConnection::begin`] locks the head and reads it,
+/// [`LedgerTx::commit`] writes the rows, an optional checkpoint and the new
+/// head, and commits.
+///
+/// On PostgreSQL that is an sqlx transaction, one statement per call. On
+/// SQLite every statement is a round trip to the connection's worker
+/// thread, and at low concurrency those hops cost more than the writes:
+/// the transaction is begun by hand (`BEGIN IMMEDIATE`, with the head read
+/// in the same command) and the last rows, the checkpoint and the head go
+/// with the `COMMIT` as one multi-statement command, so a small batch is
+/// two hops instead of five.
 pub struct LedgerTx<'c> {
-    tx: sqlx::Transaction<'c, Any>,
-    backend: Backend,
+    inner: TxInner<'c>,
+}
+
+enum TxInner<'c> {
+    Postgres(sqlx::Transaction<'c, Any>),
+    Sqlite(SqliteTx<'c>),
+}
+
+/// The writer's SQLite connection inside a transaction sqlx does not
+/// track. Dropped before its commit went through, it leaves the
+/// connection marked: the next `begin` rolls back first, and if the
+/// connection is dropped instead it is closed (which rolls back), never
+/// returned to the pool with the write lock held.
+struct SqliteTx<'c> {
+    conn: &'c mut PoolConnection<Any>,
+    abandoned: &'c mut bool,
+    open: bool,
+}
+
+impl Drop for SqliteTx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            *self.abandoned = true;
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 impl std::fmt::Debug for LedgerTx<'_> {
@@ -185,90 +221,212 @@ impl std::fmt::Debug for LedgerTx<'_> {
     }
 }
 
-impl LedgerConnection {
-    pub async fn begin(&mut self) -> Result<LedgerTx<'_>, StoreError> {
-        let tx = self.conn.begin().await?;
-        Ok(LedgerTx {
-            tx,
-            backend: self.backend,
-        })
-    }
+fn head_from_row(row: Option<sqlx::any::AnyRow>) -> Result<LedgerHead, StoreError> {
+    let row = row.ok_or(StoreError::Corrupt {
+        table: "ledger_head",
+        detail: "the head row (id 1) is missing".into(),
+    })?;
+    Ok(LedgerHead {
+        seq: row.try_get("seq")?,
+        hash: row.try_get("hash")?,
+    })
 }
 
-impl LedgerTx<'_> {
-    /// Takes the ledger's write lock and returns the head under it.
-    ///
-    /// Must be the transaction's first statement: on SQLite a write
-    /// statement first makes the deferred transaction a write transaction
-    /// (a read first could leave it on a stale snapshot, SQLITE_BUSY_SNAPSHOT),
-    /// and on PostgreSQL the row lock makes a concurrent replica wait here
-    /// and then see this batch's head.
-    pub async fn lock_head(&mut self) -> Result<LedgerHead, StoreError> {
-        let row = sqlx::query("UPDATE ledger_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .ok_or(StoreError::Corrupt {
-                table: "ledger_head",
-                detail: "the head row (id 1) is missing".into(),
-            })?;
-        Ok(LedgerHead {
-            seq: row.try_get("seq")?,
-            hash: row.try_get("hash")?,
-        })
-    }
+/// SQLite's last command of a batch, for a last chunk of `CHUNKS[i]` rows
+/// (`i == CHUNKS.len()`: no rows), with or without a checkpoint: the
+/// inserts, the new head and the commit. Placeholders number on across
+/// the statements (rows, then the checkpoint, then the head), which is how
+/// sqlx binds one argument list to several statements.
+static SQLITE_COMMIT_SQL: LazyLock<Vec<[Arc<str>; 2]>> = LazyLock::new(|| {
+    let sizes = CHUNKS.iter().copied().chain([0]);
+    sizes
+        .map(|n| [false, true].map(|cp| Arc::from(sqlite_commit_sql(n, cp).as_str())))
+        .collect()
+});
 
-    /// Inserts rows, in chunks of one statement each.
-    pub async fn insert_records(&mut self, rows: &[LedgerRow]) -> Result<(), StoreError> {
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let (i, n) = next_chunk(rest, self.backend);
-            let (chunk, tail) = rest.split_at(n);
-            let mut query = sqlx::query(AssertSqlSafe(INSERT_SQL[i].clone()));
-            for r in chunk {
-                query = query
-                    .bind(r.seq)
-                    .bind(r.kind.as_str())
-                    .bind(r.request_id.as_str())
-                    .bind(r.at_ms)
-                    .bind(r.payload.as_str())
-                    .bind(r.hash.as_slice());
-            }
-            query.execute(&mut *self.tx).await?;
-            rest = tail;
-        }
-        Ok(())
+fn sqlite_commit_sql(rows: usize, checkpoint: bool) -> String {
+    let mut sql = String::new();
+    let mut next = 1;
+    if rows > 0 {
+        sql.push_str(&insert_sql(rows));
+        sql.push_str("; ");
+        next += rows * 6;
     }
-
-    pub async fn set_head(&mut self, seq: i64, hash: &[u8]) -> Result<(), StoreError> {
-        sqlx::query("UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(seq)
-            .bind(hash)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    /// Stores a checkpoint; a second one at the same seq (another replica
-    /// signed the same head) is ignored.
-    pub async fn insert_checkpoint(&mut self, cp: &CheckpointRow) -> Result<(), StoreError> {
-        sqlx::query(concat!(
+    if checkpoint {
+        sql.push_str(concat!(
             "INSERT INTO ledger_checkpoints (",
             checkpoint_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING"
-        ))
+            ") VALUES ("
+        ));
+        let params: Vec<String> = (next..next + 5).map(|i| format!("${i}")).collect();
+        sql.push_str(&params.join(", "));
+        sql.push_str(") ON CONFLICT (seq) DO NOTHING; ");
+        next += 5;
+    }
+    sql.push_str(&format!(
+        "UPDATE ledger_head SET seq = ${}, hash = ${} WHERE id = 1; COMMIT",
+        next,
+        next + 1
+    ));
+    sql
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+fn bind_rows<'q>(mut query: AnyQuery<'q>, rows: &'q [LedgerRow]) -> AnyQuery<'q> {
+    for r in rows {
+        query = query
+            .bind(r.seq)
+            .bind(r.kind.as_str())
+            .bind(r.request_id.as_str())
+            .bind(r.at_ms)
+            .bind(r.payload.as_str())
+            .bind(r.hash.as_slice());
+    }
+    query
+}
+
+fn bind_checkpoint<'q>(query: AnyQuery<'q>, cp: &'q CheckpointRow) -> AnyQuery<'q> {
+    query
         .bind(cp.seq)
         .bind(cp.hash.as_slice())
         .bind(cp.public_key.as_slice())
         .bind(cp.signature.as_slice())
         .bind(cp.at_ms)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
+}
 
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
-        Ok(())
+impl LedgerConnection {
+    /// Begins a batch: takes the ledger's write lock and reads the head
+    /// under it.
+    ///
+    /// On SQLite `BEGIN IMMEDIATE` takes the write lock before anything is
+    /// read (a read first could leave a deferred transaction on a stale
+    /// snapshot, SQLITE_BUSY_SNAPSHOT). On PostgreSQL the head is read by
+    /// an `UPDATE` of its row, whose row lock makes a concurrent replica
+    /// wait here and then see this batch's head.
+    pub async fn begin(&mut self) -> Result<(LedgerTx<'_>, LedgerHead), StoreError> {
+        match self.backend {
+            Backend::Postgres => {
+                let mut tx = self.conn.begin().await?;
+                let row = sqlx::query(
+                    "UPDATE ledger_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
+                )
+                .fetch_optional(&mut *tx)
+                .await?;
+                let head = head_from_row(row)?;
+                Ok((
+                    LedgerTx {
+                        inner: TxInner::Postgres(tx),
+                    },
+                    head,
+                ))
+            }
+            Backend::Sqlite => {
+                if self.abandoned {
+                    sqlx::query("ROLLBACK").execute(&mut *self.conn).await?;
+                    self.abandoned = false;
+                }
+                // Two statements: sqlx answers `fetch_optional` with the
+                // first one's (empty) result, so the rows are collected.
+                // The bound id keeps the command in the statement cache.
+                let rows =
+                    sqlx::query("BEGIN IMMEDIATE; SELECT seq, hash FROM ledger_head WHERE id = $1")
+                        .bind(1_i64)
+                        .fetch_all(&mut *self.conn)
+                        .await;
+                // The transaction may be open whatever happened: from here
+                // the guard owns the connection's fate.
+                let tx = SqliteTx {
+                    conn: &mut self.conn,
+                    abandoned: &mut self.abandoned,
+                    open: true,
+                };
+                let head = head_from_row(rows?.into_iter().next())?;
+                Ok((
+                    LedgerTx {
+                        inner: TxInner::Sqlite(tx),
+                    },
+                    head,
+                ))
+            }
+        }
+    }
+}
+
+impl LedgerTx<'_> {
+    /// Writes the batch's rows (chained onto the head `begin` returned), a
+    /// checkpoint if one is due, the new head `(seq, hash)`, and commits.
+    /// A second checkpoint at the same seq (another replica signed the
+    /// same head) is ignored.
+    pub async fn commit(
+        self,
+        rows: &[LedgerRow],
+        checkpoint: Option<&CheckpointRow>,
+        head: (i64, &[u8]),
+    ) -> Result<(), StoreError> {
+        match self.inner {
+            TxInner::Postgres(mut tx) => {
+                let mut rest = rows;
+                while !rest.is_empty() {
+                    let (i, n) = next_chunk(rest, Backend::Postgres);
+                    let (chunk, tail) = rest.split_at(n);
+                    bind_rows(sqlx::query(AssertSqlSafe(INSERT_SQL[i].clone())), chunk)
+                        .execute(&mut *tx)
+                        .await?;
+                    rest = tail;
+                }
+                if let Some(cp) = checkpoint {
+                    bind_checkpoint(
+                        sqlx::query(concat!(
+                            "INSERT INTO ledger_checkpoints (",
+                            checkpoint_columns!(),
+                            ") VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING"
+                        )),
+                        cp,
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query("UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1")
+                    .bind(head.0)
+                    .bind(head.1)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            TxInner::Sqlite(mut tx) => {
+                // Every chunk but the last on its own, then the last with
+                // the checkpoint, the head and the commit.
+                let mut rest = rows;
+                let last = loop {
+                    if rest.is_empty() {
+                        break CHUNKS.len();
+                    }
+                    let (i, n) = next_chunk(rest, Backend::Sqlite);
+                    if n == rest.len() {
+                        break i;
+                    }
+                    let (chunk, tail) = rest.split_at(n);
+                    bind_rows(sqlx::query(AssertSqlSafe(INSERT_SQL[i].clone())), chunk)
+                        .execute(&mut **tx.conn)
+                        .await?;
+                    rest = tail;
+                };
+                let sql = SQLITE_COMMIT_SQL[last][usize::from(checkpoint.is_some())].clone();
+                let mut query = bind_rows(sqlx::query(AssertSqlSafe(sql)), rest);
+                if let Some(cp) = checkpoint {
+                    query = bind_checkpoint(query, cp);
+                }
+                query
+                    .bind(head.0)
+                    .bind(head.1)
+                    .execute(&mut **tx.conn)
+                    .await?;
+                tx.open = false;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -284,6 +442,7 @@ impl Store {
         Ok(LedgerConnection {
             conn,
             backend: self.backend,
+            abandoned: false,
         })
     }
 
@@ -494,10 +653,8 @@ mod tests {
         let mut conn = store.ledger_connection().await.unwrap();
         // 75 rows: one chunk of 64, one of 8, three of 1.
         let rows: Vec<LedgerRow> = (1..=75).map(row).collect();
-        let mut tx = conn.begin().await.unwrap();
-        assert_eq!(tx.lock_head().await.unwrap().seq, 0);
-        tx.insert_records(&rows).await.unwrap();
-        tx.set_head(75, &[75u8; 32]).await.unwrap();
+        let (tx, head) = conn.begin().await.unwrap();
+        assert_eq!(head.seq, 0);
         let cp = CheckpointRow {
             seq: 75,
             hash: vec![75u8; 32],
@@ -505,9 +662,13 @@ mod tests {
             signature: vec![2; 64],
             at_ms: 5,
         };
-        tx.insert_checkpoint(&cp).await.unwrap();
-        tx.insert_checkpoint(&cp).await.unwrap();
-        tx.commit().await.unwrap();
+        tx.commit(&rows, Some(&cp), (75, &[75u8; 32]))
+            .await
+            .unwrap();
+        // A batch of no rows: the same checkpoint again is ignored.
+        let (tx, head) = conn.begin().await.unwrap();
+        assert_eq!(head.seq, 75);
+        tx.commit(&[], Some(&cp), (75, &[75u8; 32])).await.unwrap();
 
         let head = store.ledger_head().await.unwrap();
         assert_eq!((head.seq, head.hash), (75, vec![75u8; 32]));
@@ -547,13 +708,30 @@ mod tests {
             None
         );
 
-        // An aborted batch leaves nothing behind.
-        let mut tx = conn.begin().await.unwrap();
-        tx.lock_head().await.unwrap();
-        tx.insert_records(&[row(76)]).await.unwrap();
-        drop(tx);
+        // An aborted batch leaves nothing behind, and its connection can
+        // begin the next one (a failed insert aborts the whole batch).
+        let (tx, _) = conn.begin().await.unwrap();
+        let clash = row(75);
+        assert!(
+            tx.commit(&[row(76), clash], None, (76, &[76u8; 32]))
+                .await
+                .is_err()
+        );
         assert_eq!(store.ledger_head().await.unwrap().seq, 75);
         assert!(store.ledger_records(75, 100, 10).await.unwrap().is_empty());
+        let (tx, head) = conn.begin().await.unwrap();
+        assert_eq!(head.seq, 75);
+        drop(tx);
+        let (tx, head) = conn.begin().await.unwrap();
+        assert_eq!(head.seq, 75);
+        tx.commit(&[row(76)], None, (76, &[76u8; 32]))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.ledger_records(75, 100, 10).await.unwrap(),
+            vec![row(76)]
+        );
+        drop(conn);
 
         // The first key wins.
         assert_eq!(store.ledger_signing_key().await.unwrap(), None);

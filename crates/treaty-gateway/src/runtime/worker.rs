@@ -670,7 +670,7 @@ impl Job<'_> {
             .map_err(crate::pipeline::ledger_unavailable)?;
         // The decision's outcome: made (its result is the run's business)
         // or refused. Not awaited, as for every outcome.
-        drop(self.gw.ledger.append(Entry::Outcome(OutcomeRecord {
+        self.gw.ledger.record(Entry::Outcome(OutcomeRecord {
             request_id,
             at_ms: now_ms(),
             served_by: None,
@@ -682,7 +682,7 @@ impl Job<'_> {
             latency_us: 0,
             client_cancelled: false,
             error: (!verdict.allowed).then(|| "contract_refused".to_owned()),
-        })));
+        }));
         if verdict.allowed {
             return Ok(None);
         }

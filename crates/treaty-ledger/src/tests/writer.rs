@@ -94,6 +94,77 @@ async fn batched_outcome_covers_its_decision(db: Db) {
 }
 on_both!(batched_outcome_covers_its_decision);
 
+async fn an_unawaited_record_rides_with_the_next_awaited_batch(db: Db) {
+    // One request at a time: its outcome is recorded (nobody waits), then
+    // the next request's decision is appended and awaited. Both go in one
+    // transaction: the outcome does not cost a sync of its own in front of
+    // the next decision.
+    let store = db.store().await;
+    let ledger = Ledger::open(
+        store.clone(),
+        LedgerSettings {
+            linger: Duration::from_secs(30),
+            ..settings(1000)
+        },
+    )
+    .await
+    .unwrap();
+    ledger.append(entry(1)).await.unwrap();
+    ledger.record(entry(2));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        rows_of(&db).await.len(),
+        1,
+        "the outcome was committed alone instead of waiting for the next batch"
+    );
+    assert_eq!(ledger.append(entry(3)).await.unwrap(), 3);
+    assert_eq!(
+        rows_of(&db).await,
+        vec![
+            (1, "req_000001".to_owned()),
+            (2, "req_000001".to_owned()),
+            (3, "req_000002".to_owned())
+        ]
+    );
+    assert_eq!(ledger.stats().batches, 2);
+    ledger.shutdown().await.unwrap();
+    db.finish().await;
+}
+on_both!(an_unawaited_record_rides_with_the_next_awaited_batch);
+
+async fn an_unawaited_record_is_committed_after_the_linger(db: Db) {
+    let store = db.store().await;
+    let ledger = Ledger::open(
+        store.clone(),
+        LedgerSettings {
+            linger: Duration::from_millis(20),
+            ..settings(1000)
+        },
+    )
+    .await
+    .unwrap();
+    ledger.record(entry(1));
+    let mut rows = Vec::new();
+    for _ in 0..200 {
+        rows = rows_of(&db).await;
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        rows,
+        vec![(1, "req_000001".to_owned())],
+        "a recorded outcome with no batch after it was never committed"
+    );
+    // A record queued just before shutdown is committed by it.
+    ledger.record(entry(2));
+    ledger.shutdown().await.unwrap();
+    assert_eq!(rows_of(&db).await.len(), 2);
+    db.finish().await;
+}
+on_both!(an_unawaited_record_is_committed_after_the_linger);
+
 async fn a_failed_commit_fails_every_waiter_and_leaves_no_hole(db: Db) {
     let store = db.store().await;
     let ledger = Ledger::open(store.clone(), settings(1000)).await.unwrap();
