@@ -449,15 +449,8 @@ impl Store {
     pub async fn ledger_head(&self) -> Result<LedgerHead, StoreError> {
         let row = sqlx::query("SELECT seq, hash FROM ledger_head WHERE id = 1")
             .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::Corrupt {
-                table: "ledger_head",
-                detail: "the head row (id 1) is missing".into(),
-            })?;
-        Ok(LedgerHead {
-            seq: row.try_get("seq")?,
-            hash: row.try_get("hash")?,
-        })
+            .await?;
+        head_from_row(row)
     }
 
     /// Records with `after < seq <= to`, in seq order, at most `limit`.
