@@ -44,23 +44,7 @@ id = "api"
 kind = "api"
 "#;
     let config = Config::from_toml(text, Path::new("."), &env).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        treaty_store::Store::open(&format!("sqlite://{}", dir.path().join("a.db").display()))
-            .await
-            .unwrap();
-    let key = common::mint(&store, "api").await;
-    let gateway = treaty_gateway::Gateway::open(config, store, &env)
-        .await
-        .unwrap();
-    let h = common::Harness {
-        app: treaty_gateway::app(gateway.clone()),
-        gateway,
-        emulator,
-        key: key.clone(),
-        chat_key: key,
-        _dir: dir,
-    };
+    let h = common::Harness::open(config, &env, emulator).await;
 
     let r = h
         .post(

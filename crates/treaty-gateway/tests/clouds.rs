@@ -101,23 +101,7 @@ async fn gateway(aws_secret: &str) -> common::Harness {
         .with("KEY", EMULATOR_KEY)
         .with("AWS_SECRET", aws_secret);
     let config = Config::from_toml(&config_text("AWS_SECRET"), Path::new("."), &env).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        treaty_store::Store::open(&format!("sqlite://{}", dir.path().join("c.db").display()))
-            .await
-            .unwrap();
-    let key = common::mint(&store, "api").await;
-    let gateway = treaty_gateway::Gateway::open(config, store, &env)
-        .await
-        .unwrap();
-    common::Harness {
-        app: treaty_gateway::app(gateway.clone()),
-        gateway,
-        emulator,
-        key: key.clone(),
-        chat_key: key,
-        _dir: dir,
-    }
+    common::Harness::open(config, &env, emulator).await
 }
 
 fn weather_tool() -> Value {

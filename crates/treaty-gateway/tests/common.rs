@@ -102,22 +102,35 @@ pub async fn harness_with(extra_server: &str) -> Harness {
         .with("EMU", &emulator.url())
         .with("UPSTREAM_KEY", UPSTREAM_KEY)
         .with("TREATY_ADMIN_TOKEN", ADMIN_TOKEN);
-    let dir = tempfile::tempdir().unwrap();
     let config = Config::from_toml(&config_text(extra_server), Path::new("."), &env).unwrap();
-    let store =
-        treaty_store::Store::open(&format!("sqlite://{}", dir.path().join("gw.db").display()))
-            .await
-            .unwrap();
-    let key = mint(&store, "api").await;
-    let chat_key = mint(&store, "chat").await;
-    let gateway = Gateway::open(config, store, &env).await.unwrap();
-    Harness {
-        app: treaty_gateway::app(gateway.clone()),
-        gateway,
-        emulator,
-        key,
-        chat_key,
-        _dir: dir,
+    Harness::open(config, &env, emulator).await
+}
+
+impl Harness {
+    /// A gateway over `config` with a fresh SQLite store in a temporary
+    /// directory, and keys for acme/direct: product `api`, and `chat` when
+    /// the config has that product (otherwise `chat_key` is the api key).
+    pub async fn open(config: Config, env: &MapEnv, emulator: EmulatorHandle) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            treaty_store::Store::open(&format!("sqlite://{}", dir.path().join("gw.db").display()))
+                .await
+                .unwrap();
+        let key = mint(&store, "api").await;
+        let chat_key = if config.products.iter().any(|p| p.id.as_str() == "chat") {
+            mint(&store, "chat").await
+        } else {
+            key.clone()
+        };
+        let gateway = Gateway::open(config, store, env).await.unwrap();
+        Harness {
+            app: treaty_gateway::app(gateway.clone()),
+            gateway,
+            emulator,
+            key,
+            chat_key,
+            _dir: dir,
+        }
     }
 }
 

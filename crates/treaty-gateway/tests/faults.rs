@@ -33,6 +33,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,7 +50,6 @@ use tower::ServiceExt;
 use treaty_config::{Config, MapEnv};
 use treaty_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use treaty_gateway::Gateway;
-use treaty_keys::KeyRequest;
 
 /// C1 (reading-openai): stateless API calls run only on Azure hosts.
 const ALLOWED: [&str; 3] = ["azure-eastus", "azure-westus", "azure-westeurope"];
@@ -107,26 +108,13 @@ async fn start(through_relay: bool, tweak: impl Fn(&mut Config)) -> Suite {
         treaty_store::Store::open(&format!("sqlite://{}", dir.path().join("f.db").display()))
             .await
             .unwrap();
-    let (minted, _) = treaty_keys::issue(
-        &store,
-        KeyRequest {
-            tenant: "acme".into(),
-            channel: "direct".into(),
-            product: "api".into(),
-            name: None,
-            models: None,
-            declare_classes: None,
-            expires_at: None,
-        },
-    )
-    .await
-    .unwrap();
+    let key = common::mint(&store, "api").await;
     let gateway = Gateway::open(config, store, &env).await.unwrap();
     Suite {
         app: treaty_gateway::app(gateway.clone()),
         gateway,
         emulator,
-        key: minted.secret,
+        key,
         relay,
         _dir: dir,
     }
