@@ -67,7 +67,7 @@ async fn a_run_calls_the_tools_of_a_stdio_connector_and_answers_from_them() {
     let gateway = treaty_gateway::Gateway::open(config, store, &env)
         .await
         .unwrap();
-    let workers = treaty_gateway::runtime::worker::spawn_workers(&gateway);
+    let workers = treaty_runtime::worker::spawn_workers(&gateway.runtime);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

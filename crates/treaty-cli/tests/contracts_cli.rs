@@ -128,6 +128,7 @@ fn explain_follows_the_clause_texts_in_each_reading() {
             "admitted",
             "classified_by",
             "hosts",
+            "reading",
             "runtime",
             "workload_class"
         ]

@@ -167,7 +167,7 @@ fn the_demo_runs_end_to_end() {
     );
     assert!(text.contains("1 side effect(s)"), "{text}");
     assert!(
-        text.contains("hold run state") && text.contains("held on treaty-azure-eastus"),
+        text.contains("runs.create") && text.contains("held on treaty-azure-eastus"),
         "{text}"
     );
     assert!(text.contains("model step 2"), "{text}");

@@ -100,12 +100,20 @@ pub struct ContractsConfig {
     pub data_classifications: Vec<String>,
     /// The classification of requests that carry none.
     pub default_data_classification: String,
+    /// Other readings evaluated beside the one in force on live traffic
+    /// and recorded with each decision, never enforced.
+    pub shadow: Vec<String>,
 }
 
 impl ContractsConfig {
     /// The directory of the reading in force.
     pub fn reading_dir(&self) -> PathBuf {
         self.dir.join(&self.reading)
+    }
+
+    /// The directory of any reading by name.
+    pub fn dir_of(&self, reading: &str) -> PathBuf {
+        self.dir.join(reading)
     }
 }
 

@@ -40,6 +40,8 @@ pub(crate) struct RawContracts {
     pub reading: String,
     pub data_classifications: Option<Vec<String>>,
     pub default_data_classification: Option<String>,
+    #[serde(default)]
+    pub shadow: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -203,9 +203,26 @@ pub(crate) fn validate(
                     r#"default_data_classification = "internal""#,
                 ));
             }
+            for (i, name) in c.shadow.iter().enumerate() {
+                if name == &c.reading || c.shadow[..i].contains(name) {
+                    return Err(ConfigError::invalid(
+                        "contracts.shadow",
+                        format!("{name:?} is the reading in force or listed twice"),
+                        r#"shadow = ["reading-aws", "reading-microsoft"]"#,
+                    ));
+                }
+                if name.trim().is_empty() || !dir.join(name).is_dir() {
+                    return Err(ConfigError::invalid(
+                        "contracts.shadow",
+                        format!("no reading directory {}", dir.join(name).display()),
+                        r#"shadow = ["reading-aws"]  # contracts/reading-aws/*.cedar"#,
+                    ));
+                }
+            }
             Some(crate::ContractsConfig {
                 dir,
                 reading: c.reading,
+                shadow: c.shadow,
                 data_classifications: classes,
                 default_data_classification: default,
             })

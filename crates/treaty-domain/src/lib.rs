@@ -7,11 +7,13 @@
 //! authentication, classification, the contract decision, routing and the
 //! ledger. It holds plain data only: no I/O, no configuration parsing.
 
+pub mod clock;
 mod context;
 mod entities;
 mod ids;
 
-pub use context::{RequestContext, Route};
+pub use clock::now_ms;
+pub use context::{RequestContext, Route, StateKind, StateOp};
 pub use entities::{
     Channel, ChannelKind, Geography, Host, Instance, ModelDeployment, Product, ProductKind,
     ProviderKind, Tenant, WorkloadClass,

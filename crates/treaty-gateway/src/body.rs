@@ -6,37 +6,46 @@
 //! OpenAI-shaped 413 or 400, before anything else happens.
 
 use axum::body::Bytes;
-use axum::extract::FromRequestParts;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, Code};
+use crate::gateway::Gateway;
 
-pub(crate) fn parse<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<T, ApiError> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                Code::RequestTooLarge,
-                format!("The request body is larger than the limit of {limit} bytes."),
-            )
-        } else {
-            ApiError::invalid(
-                format!("Could not read the request body: {rejection}."),
+/// A JSON body parsed into `T`, or the OpenAI-shaped 413 or 400. Being a
+/// body extractor it runs after the caller's key was checked.
+#[derive(Debug)]
+pub(crate) struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Gateway> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, gw: &Gateway) -> Result<Self, ApiError> {
+        let limit = gw.engine.config.server.max_body_bytes;
+        let bytes = Bytes::from_request(req, gw).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    Code::RequestTooLarge,
+                    format!("The request body is larger than the limit of {limit} bytes."),
+                )
+            } else {
+                ApiError::invalid(
+                    format!("Could not read the request body: {rejection}."),
+                    None,
+                )
+            }
+        })?;
+        if bytes.is_empty() {
+            return Err(ApiError::invalid(
+                "The request body is empty; send a JSON object.",
                 None,
-            )
+            ));
         }
-    })?;
-    if bytes.is_empty() {
-        return Err(ApiError::invalid(
-            "The request body is empty; send a JSON object.",
-            None,
-        ));
+        treaty_openai::parse_json(&bytes)
+            .map(Json)
+            .map_err(|e| ApiError::invalid(e.message, e.param))
     }
-    treaty_openai::parse_json(&bytes).map_err(|e| ApiError::invalid(e.message, e.param))
 }
 
 /// axum's `Query`, refusing a query string it cannot read with the

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -31,7 +30,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 struct Gw {
     app: axum::Router,
-    gateway: Arc<Gateway>,
+    gateway: Gateway,
     emulator: EmulatorHandle,
     keys: HashMap<&'static str, String>,
     workers: Vec<tokio::task::JoinHandle<()>>,
@@ -87,7 +86,7 @@ async fn gateway(tweak: impl Fn(&mut Config)) -> Gw {
         keys.insert(t, minted.secret);
     }
     let gateway = Gateway::open(config, store, &env).await.unwrap();
-    let workers = treaty_gateway::runtime::worker::spawn_workers(&gateway);
+    let workers = treaty_runtime::worker::spawn_workers(&gateway.runtime);
     Gw {
         app: treaty_gateway::app(gateway.clone()),
         gateway,
@@ -946,11 +945,15 @@ async fn the_use_clause_refuses_an_eu_tenants_webhook_and_not_a_us_tenants() {
 
     // Each call's `use` verdict is a decision in the ledger, made before
     // the call, with the tool, the run and the clauses.
-    g.gateway.ledger.flush().await.unwrap();
+    g.gateway.engine.ledger.flush().await.unwrap();
     let mut out = Vec::new();
-    treaty_ledger::export(&g.gateway.store, treaty_ledger::Format::Jsonl, &mut out)
-        .await
-        .unwrap();
+    treaty_ledger::export(
+        &g.gateway.engine.store,
+        treaty_ledger::Format::Jsonl,
+        &mut out,
+    )
+    .await
+    .unwrap();
     let tools: Vec<(String, String, bool, Value)> = String::from_utf8(out)
         .unwrap()
         .lines()

@@ -251,11 +251,15 @@ async fn the_same_client_gets_the_same_shapes_from_every_cloud() {
 
 /// The ledger's outcome for the last request.
 async fn last_outcome(h: &common::Harness) -> Value {
-    h.gateway.ledger.flush().await.unwrap();
+    h.gateway.engine.ledger.flush().await.unwrap();
     let mut out = Vec::new();
-    treaty_ledger::export(&h.gateway.store, treaty_ledger::Format::Jsonl, &mut out)
-        .await
-        .unwrap();
+    treaty_ledger::export(
+        &h.gateway.engine.store,
+        treaty_ledger::Format::Jsonl,
+        &mut out,
+    )
+    .await
+    .unwrap();
     String::from_utf8(out)
         .unwrap()
         .lines()

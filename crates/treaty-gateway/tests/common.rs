@@ -2,7 +2,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -18,7 +17,7 @@ pub const ADMIN_TOKEN: &str = "admin-SECRET-token-42";
 
 pub struct Harness {
     pub app: axum::Router,
-    pub gateway: Arc<Gateway>,
+    pub gateway: Gateway,
     pub emulator: EmulatorHandle,
     /// tenant acme, channel direct, product api.
     pub key: String,

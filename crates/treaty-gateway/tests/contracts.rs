@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
@@ -31,7 +30,7 @@ const HOSTS: [&str; 6] = [
 
 struct Frontier {
     app: axum::Router,
-    gateway: Arc<Gateway>,
+    gateway: Gateway,
     emulator: EmulatorHandle,
     keys: HashMap<(String, String, String), String>,
     trainer: String,
@@ -462,9 +461,8 @@ async fn explain_api_matches_the_gateway() {
         .unwrap();
     let res = f.app.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), 403, "admin API disabled without a token");
-    let v = treaty_gateway::policy::explain(
-        &f.gateway.config,
-        &f.gateway.policy,
+    let v = treaty_policy::explain(
+        &f.gateway.engine.policy,
         &serde_json::from_value(body).unwrap(),
     )
     .unwrap();
@@ -477,6 +475,7 @@ async fn explain_api_matches_the_gateway() {
             "admitted",
             "classified_by",
             "hosts",
+            "reading",
             "runtime",
             "workload_class"
         ]
@@ -528,8 +527,8 @@ proptest! {
                 let headers: Vec<(&str, &str)> = prefer.map(|h| ("x-treaty-prefer-host", HOSTS[h])).into_iter().collect();
                 let before = f.upstream_requests(&HOSTS);
                 let a = f.send(&f.key(t, c, p), route, body, &headers).await;
-                let explained = treaty_gateway::policy::explain(
-                    &f.gateway.config, &f.gateway.policy,
+                let explained = treaty_policy::explain(
+                    &f.gateway.engine.policy,
                     &serde_json::from_value(json!({"tenant": t, "channel": c, "product": p, "route": route})).unwrap(),
                 ).unwrap();
                 let allowed: Vec<String> = explained["hosts"].as_array().unwrap().iter()

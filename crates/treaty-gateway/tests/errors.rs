@@ -136,9 +136,10 @@ async fn bad_keys_are_401() {
         snapshot(&h, "POST", p, Some("tk-nope"), body()).await
     );
 
-    let revoked = common::mint(&h.gateway.store, "api").await;
+    let revoked = common::mint(&h.gateway.engine.store, "api").await;
     let id = h
         .gateway
+        .engine
         .store
         .list_keys(None)
         .await
@@ -148,6 +149,7 @@ async fn bad_keys_are_401() {
         .id
         .clone();
     h.gateway
+        .engine
         .store
         .revoke_key(&id, treaty_keys::now_ms())
         .await
@@ -159,7 +161,7 @@ async fn bad_keys_are_401() {
 
     let expired = {
         let (m, _) = treaty_keys::issue(
-            &h.gateway.store,
+            &h.gateway.engine.store,
             treaty_keys::KeyRequest {
                 tenant: "acme".into(),
                 channel: "direct".into(),

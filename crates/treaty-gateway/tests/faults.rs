@@ -64,7 +64,7 @@ const STALL_MS: u64 = 10_000;
 
 struct Suite {
     app: axum::Router,
-    gateway: Arc<Gateway>,
+    gateway: Gateway,
     emulator: EmulatorHandle,
     /// acme/direct/api.
     key: String,
@@ -228,11 +228,15 @@ impl Suite {
 
     /// Every ledger record (`{"seq", "kind", "hash", "record"}`), in order.
     async fn ledger(&self) -> Vec<Value> {
-        self.gateway.ledger.flush().await.unwrap();
+        self.gateway.engine.ledger.flush().await.unwrap();
         let mut out = Vec::new();
-        treaty_ledger::export(&self.gateway.store, treaty_ledger::Format::Jsonl, &mut out)
-            .await
-            .unwrap();
+        treaty_ledger::export(
+            &self.gateway.engine.store,
+            treaty_ledger::Format::Jsonl,
+            &mut out,
+        )
+        .await
+        .unwrap();
         String::from_utf8(out)
             .unwrap()
             .lines()
@@ -293,9 +297,9 @@ impl Suite {
                 "forbidden host {host} was called"
             );
         }
-        self.gateway.ledger.flush().await.unwrap();
+        self.gateway.engine.ledger.flush().await.unwrap();
         let report = treaty_ledger::verify(
-            &self.gateway.store,
+            &self.gateway.engine.store,
             treaty_ledger::VerifyOptions::default(),
             |_, _| {},
         )

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -32,7 +31,7 @@ const METHODS: [&str; 8] = [
 
 struct Gw {
     app: axum::Router,
-    _gateway: Arc<Gateway>,
+    _gateway: Gateway,
     workers: Vec<tokio::task::JoinHandle<()>>,
     _emulator: EmulatorHandle,
     _dir: tempfile::TempDir,
@@ -91,7 +90,7 @@ async fn gateway() -> Gw {
     let frontier = mint("acme", "frontier").await;
     let eurobank = mint("eurobank", "api").await;
     let gateway = Gateway::open(config, store, &env).await.unwrap();
-    let workers = treaty_gateway::runtime::worker::spawn_workers(&gateway);
+    let workers = treaty_runtime::worker::spawn_workers(&gateway.runtime);
     Gw {
         app: treaty_gateway::app(gateway.clone()),
         _gateway: gateway,

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -21,7 +20,7 @@ use treaty_keys::KeyRequest;
 
 struct Gw {
     app: axum::Router,
-    gateway: Arc<Gateway>,
+    gateway: Gateway,
     _emulator: EmulatorHandle,
     keys: HashMap<(&'static str, &'static str, &'static str), String>,
     _dir: tempfile::TempDir,
@@ -196,11 +195,15 @@ impl Gw {
 
     /// Every decision record in the ledger, in order.
     async fn decisions(&self) -> Vec<Value> {
-        self.gateway.ledger.flush().await.unwrap();
+        self.gateway.engine.ledger.flush().await.unwrap();
         let mut out = Vec::new();
-        treaty_ledger::export(&self.gateway.store, treaty_ledger::Format::Jsonl, &mut out)
-            .await
-            .unwrap();
+        treaty_ledger::export(
+            &self.gateway.engine.store,
+            treaty_ledger::Format::Jsonl,
+            &mut out,
+        )
+        .await
+        .unwrap();
         String::from_utf8(out)
             .unwrap()
             .lines()

@@ -23,8 +23,4 @@ pub use checker::{AuthError, KeyChecker, VerifiedKey};
 pub use issue::{KeyRequest, KeyView, issue, rfc3339};
 pub use secret::{MintedKey, hash_secret, mint};
 
-/// Current time in unix milliseconds.
-pub fn now_ms() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    (now.unix_timestamp_nanos() / 1_000_000) as i64
-}
+pub use treaty_domain::now_ms;

@@ -69,6 +69,7 @@ fn decision(n: u64) -> Entry {
         refused: None,
         runtime: None,
         tool: None,
+        ..Default::default()
     })
 }
 

@@ -39,7 +39,7 @@ pub use html::html_report;
 pub use key::{PublicKey, pubkey};
 pub use record::{
     AttemptRecord, DecisionRecord, Entry, HostVerdict, Kind, OutcomeRecord, RequestFeatures,
-    RuntimeVerdict, ToolVerdict,
+    RuntimeVerdict, ShadowVerdict, ToolVerdict,
 };
 pub use report::{Dimension, ReportRow, report, report_cells, report_columns, write_report_csv};
 pub use scan::TimeRange;

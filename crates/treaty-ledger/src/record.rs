@@ -40,7 +40,7 @@ pub struct RequestFeatures {
 }
 
 /// The decision for one request, durable before any host sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     pub request_id: String,
     /// Unix milliseconds of the decision (also the instant clause windows
@@ -87,6 +87,59 @@ pub struct DecisionRecord {
     /// verdict, decided before the call is made. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<ToolVerdict>,
+    /// For a decision about stored state: the operation, e.g.
+    /// `agents.update` (reads that return stored state are decisions too).
+    /// Absent on model calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The Treaty instance (replica) that made the decision. Absent in
+    /// records written before replicas were named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The same request decided under each shadow reading
+    /// (`contracts.shadow`), beside the reading in force: where readings
+    /// part on live traffic, without a replay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<ShadowVerdict>,
+}
+
+/// A request decided under a shadow reading: evaluated, never enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowVerdict {
+    pub reading: String,
+    /// The class that reading's classification rules give the request.
+    pub workload_class: String,
+    pub classified_by: String,
+    pub admitted: bool,
+    /// The hosts serving the model that the reading allows, in config
+    /// order (empty when not admitted, and for state and tool decisions).
+    pub allowed: Vec<String>,
+    /// The host the router would pick among them now.
+    pub chosen: Option<String>,
+    /// For a decision about stored state: may this instance hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<bool>,
+    /// For a tool call: may the tool be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_allowed: Option<bool>,
+    /// The clauses behind the verdict: those refusing it when refused,
+    /// else those allowing the chosen host (or the hold, or the use).
+    pub clauses: Vec<String>,
+}
+
+impl ShadowVerdict {
+    /// Whether the request would be served (or the state held, or the
+    /// tool used) under this reading.
+    pub fn allows(&self) -> bool {
+        if !self.admitted {
+            return false;
+        }
+        match (self.held, self.tool_allowed) {
+            (Some(held), _) => held,
+            (None, Some(allowed)) => allowed,
+            (None, None) => !self.allowed.is_empty(),
+        }
+    }
 }
 
 /// A tool an agent run asked to call, and whether the contracts let it.
@@ -270,6 +323,9 @@ pub(crate) mod fixtures {
             refused: None,
             runtime: None,
             tool: None,
+            operation: None,
+            instance: None,
+            shadow: Vec::new(),
         }
     }
 

@@ -193,6 +193,31 @@ impl Router {
         }
     }
 
+    /// The host [`Router::plan`] would put first, without ranking a
+    /// whole plan or moving the weighted round-robin: what a shadow
+    /// reading's decision records as "the host the router would pick".
+    /// Allocates nothing.
+    pub fn pick(&self, model: &str, allowed: HostMask, preferred: HostMask) -> Option<HostIndex> {
+        let mut ready = [0 as HostIndex; plan::MAX_HOSTS];
+        let mut n = 0;
+        for i in self.serving(model).intersect(allowed).iter() {
+            if self.health[i].admits() && n < ready.len() {
+                ready[n] = i;
+                n += 1;
+            }
+        }
+        let ready = &mut ready[..n];
+        if ready.len() > 1 && self.strategy == Strategy::Weighted {
+            // Where the round-robin stands, without taking a ticket.
+            let first = self.weighted_position(ready, self.cursor.load(Ordering::Relaxed));
+            ready.rotate_left(first);
+            ready.sort_by_key(|&i| !(preferred.contains(i) && self.commitment_open(i)));
+        } else {
+            self.rank(model, ready, preferred);
+        }
+        ready.first().copied()
+    }
+
     fn rank(&self, model: &str, hosts: &mut [HostIndex], preferred: HostMask) {
         if hosts.len() < 2 {
             return;
@@ -223,6 +248,12 @@ impl Router {
 
     /// Position in `candidates` of the weighted round-robin choice.
     fn weighted_pick(&self, candidates: &[HostIndex]) -> usize {
+        let ticket = self.cursor.fetch_add(1, Ordering::Relaxed);
+        self.weighted_position(candidates, ticket)
+    }
+
+    /// Position in `candidates` that round-robin ticket `ticket` falls on.
+    fn weighted_position(&self, candidates: &[HostIndex], ticket: u64) -> usize {
         let total: u64 = candidates
             .iter()
             .map(|&i| u64::from(self.hosts[i].weight))
@@ -230,7 +261,7 @@ impl Router {
         if total == 0 {
             return 0;
         }
-        let mut ticket = self.cursor.fetch_add(1, Ordering::Relaxed) % total;
+        let mut ticket = ticket % total;
         for (pos, &i) in candidates.iter().enumerate() {
             let w = u64::from(self.hosts[i].weight);
             if ticket < w {

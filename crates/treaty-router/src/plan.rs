@@ -2,6 +2,9 @@
 
 use crate::HostIndex;
 
+/// Hosts a mask can hold: one bit each.
+pub const MAX_HOSTS: usize = 64;
+
 /// A set of host indices (at most 64 hosts), as contracts hand it over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct HostMask(pub u64);

@@ -23,6 +23,9 @@ use crate::{Store, StoreError};
 pub struct ResponseRow {
     pub id: String,
     pub tenant: String,
+    /// The channel and product of the key that created it.
+    pub channel: String,
+    pub product: String,
     pub key_id: String,
     pub previous_response_id: Option<String>,
     pub conversation_id: Option<String>,
@@ -60,6 +63,9 @@ impl ItemKind {
 pub struct ConversationRow {
     pub id: String,
     pub tenant: String,
+    /// The channel and product of the key that created it.
+    pub channel: String,
+    pub product: String,
     pub created_at: i64,
     /// The metadata object, as JSON.
     pub metadata: String,
@@ -78,6 +84,9 @@ pub struct ConversationItemRow {
 pub struct AgentRow {
     pub id: String,
     pub tenant: String,
+    /// The channel and product of the key that created it.
+    pub channel: String,
+    pub product: String,
     pub created_at: i64,
     pub updated_at: i64,
     /// The agent object, as JSON.
@@ -88,6 +97,9 @@ pub struct AgentRow {
 pub struct RunRow {
     pub id: String,
     pub tenant: String,
+    /// The channel and product of the key that created it.
+    pub channel: String,
+    pub product: String,
     pub agent_id: String,
     pub conversation_id: String,
     pub status: String,
@@ -137,12 +149,12 @@ pub enum Order {
 
 macro_rules! response_columns {
     () => {
-        "id, tenant, key_id, previous_response_id, conversation_id, status, created_at, updated_at, body"
+        "id, tenant, channel, product, key_id, previous_response_id, conversation_id, status, created_at, updated_at, body"
     };
 }
 macro_rules! run_columns {
     () => {
-        "id, tenant, agent_id, conversation_id, status, created_at, updated_at, lease_owner, lease_until, body"
+        "id, tenant, channel, product, agent_id, conversation_id, status, created_at, updated_at, lease_owner, lease_until, body"
     };
 }
 
@@ -165,10 +177,12 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO responses (",
             response_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(&row.id)
         .bind(&row.tenant)
+        .bind(&row.channel)
+        .bind(&row.product)
         .bind(&row.key_id)
         .bind(row.previous_response_id.as_deref())
         .bind(row.conversation_id.as_deref())
@@ -291,10 +305,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO conversations (id, tenant, created_at, metadata) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO conversations (id, tenant, channel, product, created_at, metadata) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&row.id)
         .bind(&row.tenant)
+        .bind(&row.channel)
+        .bind(&row.product)
         .bind(row.created_at)
         .bind(&row.metadata)
         .execute(&mut *tx)
@@ -321,7 +337,7 @@ impl Store {
         id: &str,
     ) -> Result<Option<ConversationRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, tenant, created_at, metadata FROM conversations WHERE id = $1 AND tenant = $2",
+            "SELECT id, tenant, channel, product, created_at, metadata FROM conversations WHERE id = $1 AND tenant = $2",
         )
         .bind(id)
         .bind(tenant)
@@ -463,10 +479,12 @@ impl Store {
 
     pub async fn insert_agent(&self, row: &AgentRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO agents (id, tenant, created_at, updated_at, body) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO agents (id, tenant, channel, product, created_at, updated_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&row.id)
         .bind(&row.tenant)
+        .bind(&row.channel)
+        .bind(&row.product)
         .bind(row.created_at)
         .bind(row.updated_at)
         .bind(&row.body)
@@ -477,7 +495,7 @@ impl Store {
 
     pub async fn agent(&self, tenant: &str, id: &str) -> Result<Option<AgentRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, tenant, created_at, updated_at, body FROM agents WHERE id = $1 AND tenant = $2",
+            "SELECT id, tenant, channel, product, created_at, updated_at, body FROM agents WHERE id = $1 AND tenant = $2",
         )
         .bind(id)
         .bind(tenant)
@@ -486,30 +504,33 @@ impl Store {
         row.as_ref().map(read).transpose()
     }
 
-    /// A page of the tenant's agents, oldest first, after the agent with
+    /// A page of the tenant's agents of one product, after the agent with
     /// id `after` (ids are time-ordered).
     pub async fn list_agents(
         &self,
         tenant: &str,
+        product: &str,
         after: Option<&str>,
         order: Order,
         limit: i64,
     ) -> Result<Vec<AgentRow>, StoreError> {
         let rows = match order {
             Order::Asc => sqlx::query(
-                "SELECT id, tenant, created_at, updated_at, body FROM agents WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3",
+                "SELECT id, tenant, channel, product, created_at, updated_at, body FROM agents WHERE tenant = $1 AND product = $4 AND id > $2 ORDER BY id LIMIT $3",
             )
             .bind(tenant)
             .bind(after.unwrap_or(""))
             .bind(limit)
+            .bind(product)
             .fetch_all(&self.pool)
             .await?,
             Order::Desc => sqlx::query(
-                "SELECT id, tenant, created_at, updated_at, body FROM agents WHERE tenant = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
+                "SELECT id, tenant, channel, product, created_at, updated_at, body FROM agents WHERE tenant = $1 AND product = $4 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
             )
             .bind(tenant)
             .bind(after.unwrap_or(""))
             .bind(limit)
+            .bind(product)
             .fetch_all(&self.pool)
             .await?,
         };
@@ -556,10 +577,12 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO runs (",
             run_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&row.id)
         .bind(&row.tenant)
+        .bind(&row.channel)
+        .bind(&row.product)
         .bind(&row.agent_id)
         .bind(&row.conversation_id)
         .bind(&row.status)
@@ -588,10 +611,25 @@ impl Store {
         row.as_ref().map(read).transpose()
     }
 
-    /// A page of the tenant's runs (optionally of one agent), by id.
+    /// A run's status, by id alone: for readers of its events, after the
+    /// run was found to be the caller's.
+    pub async fn run_status(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT status FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<String, _>(0)?),
+            None => None,
+        })
+    }
+
+    /// A page of the tenant's runs of one product (optionally of one
+    /// agent), by id.
     pub async fn list_runs(
         &self,
         tenant: &str,
+        product: &str,
         agent_id: Option<&str>,
         after: Option<&str>,
         order: Order,
@@ -604,12 +642,13 @@ impl Store {
                 sqlx::query(concat!(
                     "SELECT ",
                     run_columns!(),
-                    " FROM runs WHERE tenant = $1 AND ($2 = '' OR agent_id = $2) AND id > $3 ORDER BY id LIMIT $4"
+                    " FROM runs WHERE tenant = $1 AND product = $5 AND ($2 = '' OR agent_id = $2) AND id > $3 ORDER BY id LIMIT $4"
                 ))
                 .bind(tenant)
                 .bind(agent)
                 .bind(after)
                 .bind(limit)
+                .bind(product)
                 .fetch_all(&self.pool)
                 .await?
             }
@@ -617,12 +656,13 @@ impl Store {
                 sqlx::query(concat!(
                     "SELECT ",
                     run_columns!(),
-                    " FROM runs WHERE tenant = $1 AND ($2 = '' OR agent_id = $2) AND ($3 = '' OR id < $3) ORDER BY id DESC LIMIT $4"
+                    " FROM runs WHERE tenant = $1 AND product = $5 AND ($2 = '' OR agent_id = $2) AND ($3 = '' OR id < $3) ORDER BY id DESC LIMIT $4"
                 ))
                 .bind(tenant)
                 .bind(agent)
                 .bind(after)
                 .bind(limit)
+                .bind(product)
                 .fetch_all(&self.pool)
                 .await?
             }

@@ -89,6 +89,8 @@ async fn exercise_runtime(store: &Store) {
     let resp = ResponseRow {
         id: "resp_1".into(),
         tenant: "acme".into(),
+        channel: "direct".into(),
+        product: "frontier".into(),
         key_id: "key_1".into(),
         previous_response_id: None,
         conversation_id: None,
@@ -145,6 +147,8 @@ async fn exercise_runtime(store: &Store) {
     let conv = ConversationRow {
         id: "conv_1".into(),
         tenant: "acme".into(),
+        channel: "direct".into(),
+        product: "frontier".into(),
         created_at: 5,
         metadata: "{}".into(),
     };
@@ -201,6 +205,8 @@ async fn exercise_runtime(store: &Store) {
     let run = |id: &str, created_at: i64| RunRow {
         id: id.into(),
         tenant: "acme".into(),
+        channel: "direct".into(),
+        product: "frontier".into(),
         agent_id: "agent_1".into(),
         conversation_id: "conv_1".into(),
         status: "queued".into(),
@@ -282,7 +288,7 @@ async fn exercise_runtime(store: &Store) {
     );
     assert_eq!(
         store
-            .list_runs("acme", None, None, Order::Asc, 10)
+            .list_runs("acme", "frontier", None, None, Order::Asc, 10)
             .await
             .unwrap()
             .len(),
@@ -290,7 +296,7 @@ async fn exercise_runtime(store: &Store) {
     );
     assert!(
         store
-            .list_runs("dod", None, None, Order::Asc, 10)
+            .list_runs("dod", "frontier", None, None, Order::Asc, 10)
             .await
             .unwrap()
             .is_empty()
@@ -343,6 +349,8 @@ async fn exercise_run_events(store: &Store) {
     let run = RunRow {
         id: "run_e".into(),
         tenant: "acme".into(),
+        channel: "direct".into(),
+        product: "frontier".into(),
         agent_id: "agent_1".into(),
         conversation_id: "conv_1".into(),
         status: "queued".into(),

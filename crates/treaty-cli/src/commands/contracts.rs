@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use treaty_config::{Config, ProcessEnv};
 use treaty_contracts::CheckOptions;
 use treaty_domain::Instance;
-use treaty_gateway::policy::{ExplainRequest, Policy, explain, redecide};
+use treaty_policy::{ExplainRequest, Policy, explain, redecide};
 
 use crate::output;
 
@@ -128,8 +128,8 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if config.contracts.is_none() {
         bail!("the config has no [contracts] section: nothing to check");
     }
-    let policy = Policy::load(&config)?;
-    let Some(contracts) = &policy.contracts else {
+    let policy = Policy::load(Arc::new(config))?;
+    let Some(contracts) = policy.contracts() else {
         bail!("no contracts loaded");
     };
     let report = contracts.check(&CheckOptions {
@@ -149,12 +149,12 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
 fn explain_cmd(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let config = load(&args.reading)?;
-    let policy = Policy::load(&config)?;
+    let policy = Policy::load(Arc::new(config))?;
     let text = std::fs::read_to_string(&args.request)
         .with_context(|| format!("reading {}", args.request.display()))?;
     let req: ExplainRequest = serde_json::from_str(&text)
         .with_context(|| format!("{} is not an explain request", args.request.display()))?;
-    let v = explain(&config, &policy, &req).map_err(anyhow::Error::msg)?;
+    let v = explain(&policy, &req).map_err(anyhow::Error::msg)?;
     match args.format {
         Format::Json => output::line(serde_json::to_string_pretty(&v)?),
         Format::Text => output::line(render(&req, policy.reading(), &v)),
@@ -214,20 +214,13 @@ pub async fn what_if(
 /// where it was asked for; the policy for another instance is loaded the
 /// first time one of its holds comes up.
 pub struct Replay {
-    config: Config,
     policy: Policy,
     classification: Option<PathBuf>,
-    elsewhere: std::sync::Mutex<HashMap<InstanceKey, Option<Arc<Elsewhere>>>>,
+    elsewhere: std::sync::Mutex<HashMap<InstanceKey, Option<Arc<Policy>>>>,
 }
 
 /// An instance's id, cloud and region.
 type InstanceKey = (String, String, String);
-
-/// The reading as another instance would decide it.
-struct Elsewhere {
-    config: Config,
-    policy: Policy,
-}
 
 impl Replay {
     /// `reading` over `base`, with `classification` rules when given.
@@ -238,27 +231,25 @@ impl Replay {
     ) -> anyhow::Result<Replay> {
         let mut config = base.clone();
         apply_reading(&mut config, reading)?;
-        let policy = Self::policy(&config, classification)?;
+        let policy = Self::policy(config, classification)?;
         Ok(Replay {
-            config,
             policy,
             classification: classification.map(std::path::Path::to_path_buf),
             elsewhere: std::sync::Mutex::default(),
         })
     }
 
-    fn policy(config: &Config, classification: Option<&std::path::Path>) -> anyhow::Result<Policy> {
-        let mut policy = Policy::load(config)?;
+    fn policy(config: Config, classification: Option<&std::path::Path>) -> anyhow::Result<Policy> {
+        let mut policy = Policy::load(Arc::new(config))?;
         if let Some(file) = classification {
-            policy.classifier = treaty_gateway::policy::load_rules(file)?;
-            policy.classifier_source = file.display().to_string();
+            policy.set_classifier(treaty_policy::load_rules(file)?, file.display().to_string());
         }
         Ok(policy)
     }
 
     /// The recorded request decided under this reading.
     pub fn redecide(&self, d: &treaty_ledger::DecisionRecord) -> treaty_ledger::Redecision {
-        let here = &self.config.instance;
+        let here = &self.policy.config().instance;
         if let Some(hold) = &d.runtime
             && (hold.instance != here.id || hold.cloud != here.cloud || hold.region != here.region)
             && let Some(there) = self.at(Instance {
@@ -267,14 +258,14 @@ impl Replay {
                 region: hold.region.clone(),
             })
         {
-            return redecide(&there.config, &there.policy, d);
+            return redecide(&there, d);
         }
-        redecide(&self.config, &self.policy, d)
+        redecide(&self.policy, d)
     }
 
     /// The reading for another instance; `None` (replayed on this one)
     /// if it cannot be loaded, which it can whenever this one could.
-    fn at(&self, instance: Instance) -> Option<Arc<Elsewhere>> {
+    fn at(&self, instance: Instance) -> Option<Arc<Policy>> {
         let Ok(mut elsewhere) = self.elsewhere.lock() else {
             return None;
         };
@@ -286,11 +277,11 @@ impl Replay {
         elsewhere
             .entry(key)
             .or_insert_with(|| {
-                let mut config = self.config.clone();
+                let mut config = (**self.policy.config()).clone();
                 config.instance = instance;
-                Self::policy(&config, self.classification.as_deref())
+                Self::policy(config, self.classification.as_deref())
                     .ok()
-                    .map(|policy| Arc::new(Elsewhere { config, policy }))
+                    .map(Arc::new)
             })
             .clone()
     }

@@ -80,11 +80,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let db = format!("sqlite://{}", dir.join("treaty.db").display());
     let store = treaty_store::Store::open(&db).await?;
     let gateway = treaty_gateway::Gateway::open(config.clone(), store.clone(), &env).await?;
-    let reading = gateway.policy.reading().unwrap_or("none").to_owned();
-    let ledger = gateway.ledger.clone();
-    let _health = gateway.spawn_health_checks();
-    let workers = treaty_gateway::runtime::worker::spawn_workers(&gateway);
-    let runtime_gw = gateway.clone();
+    let reading = gateway.engine.policy.reading().unwrap_or("none").to_owned();
+    let ledger = gateway.engine.ledger.clone();
+    let _health = gateway.engine.spawn_health_checks();
+    let workers = treaty_runtime::worker::spawn_workers(&gateway.runtime);
+    let runtime = gateway.runtime.clone();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
@@ -160,8 +160,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for w in workers {
         w.abort();
     }
-    runtime_gw.runtime.shutdown().await;
-    drop(runtime_gw);
+    runtime.shutdown().await;
+    drop(runtime);
     ledger.shutdown().await?;
     emulator.shutdown().await;
     store.close().await;

@@ -38,7 +38,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if args.check {
         // Loading the policy validates every clause against the schema.
-        let policy = treaty_gateway::policy::Policy::load(&config)?;
+        let policy = treaty_policy::Policy::load(std::sync::Arc::new(config.clone()))?;
         output::line(format!(
             "config OK: {} hosts, {} tenants, {} channels, {} products ({})",
             config.hosts.len(),
@@ -47,12 +47,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             config.products.len(),
             args.config.display()
         ));
-        match &policy.contracts {
+        match policy.contracts() {
             Some(c) => output::line(format!(
                 "contracts OK: reading {}, {} clauses; classification: {}",
                 c.reading(),
                 c.clauses().len(),
-                policy.classifier_source
+                policy.classifier_source()
             )),
             None => output::line("no [contracts]: every host serving a model is allowed"),
         }
@@ -67,19 +67,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("opening the store at {}", redact_url(&url)))?;
     let gateway = treaty_gateway::Gateway::open(config, store, &ProcessEnv).await?;
-    if let Some(reading) = gateway.policy.reading() {
+    if let Some(reading) = gateway.engine.policy.reading() {
         tracing::info!(reading, "contracts in force");
     }
-    let _health = gateway.spawn_health_checks();
-    let workers = treaty_gateway::runtime::worker::spawn_workers(&gateway);
-    let runtime_gw = gateway.clone();
+    let _health = gateway.engine.spawn_health_checks();
+    let workers = treaty_runtime::worker::spawn_workers(&gateway.runtime);
+    let runtime = gateway.runtime.clone();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %redact_url(&url), "treaty gateway listening");
     output::line(format!("listening on http://{addr}"));
-    let ledger = gateway.ledger.clone();
+    let ledger = gateway.engine.ledger.clone();
     treaty_gateway::serve(
         listener,
         treaty_gateway::app(gateway),
@@ -92,8 +92,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     for w in workers {
         w.abort();
     }
-    runtime_gw.runtime.shutdown().await;
-    drop(runtime_gw);
+    runtime.shutdown().await;
+    drop(runtime);
     ledger.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }

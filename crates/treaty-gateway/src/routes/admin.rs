@@ -1,44 +1,21 @@
-//! The admin API: managing virtual keys.
+//! The admin API: managing virtual keys, and explaining a decision.
 //!
 //! Every route needs `Authorization: Bearer <admin token>`, the token
 //! being read from the environment variable named by
 //! `server.admin_token_env`. Without that variable the admin API answers
 //! 403 and does nothing. Secrets are returned once, by the create call.
 
-use crate::body::Path;
-use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use treaty_keys::{KeyRequest, KeyView};
 
-use super::Shared;
-use crate::auth::presented_key;
+use crate::body::{Json, Path};
 use crate::error::{ApiError, Code};
-use crate::state::Gateway;
-
-fn require_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), ApiError> {
-    if !gw.admin_enabled() {
-        return Err(ApiError::new(
-            Code::AdminDisabled,
-            format!(
-                "The admin API is disabled: set {} to enable it.",
-                gw.config.server.admin_token_env
-            ),
-        ));
-    }
-    if !gw.admin_token_matches(presented_key(headers)) {
-        return Err(ApiError::new(
-            Code::AdminUnauthorized,
-            "Invalid admin token.",
-        ));
-    }
-    Ok(())
-}
+use crate::extract::Admin;
+use crate::gateway::Gateway;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,17 +36,17 @@ pub(crate) struct CreateKey {
 }
 
 pub(crate) async fn create_key(
-    State(gw): State<Shared>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    State(gw): State<Gateway>,
+    _: Admin,
+    Json(req): Json<CreateKey>,
 ) -> Result<Response, ApiError> {
-    require_admin(&gw, &headers)?;
-    let req: CreateKey = crate::body::parse(body, gw.config.server.max_body_bytes)?;
-    gw.config
+    let engine = &gw.engine;
+    engine
+        .config
         .check_binding(&req.tenant, &req.channel, &req.product)
         .map_err(|m| ApiError::invalid(m, None))?;
     if let Some(models) = &req.models {
-        let served = gw.config.model_names();
+        let served = engine.config.model_names();
         if let Some(m) = models.iter().find(|m| !served.contains(&m.as_str())) {
             return Err(ApiError::invalid(
                 format!("No host serves model '{m}'."),
@@ -88,7 +65,7 @@ pub(crate) async fn create_key(
     };
     let declare_classes = parse_classes(req.declare_classes.as_deref())?;
     let (minted, view) = treaty_keys::issue(
-        &gw.store,
+        &engine.store,
         KeyRequest {
             tenant: req.tenant,
             channel: req.channel,
@@ -103,57 +80,55 @@ pub(crate) async fn create_key(
     .map_err(|e| ApiError::new(Code::StoreUnavailable, e.to_string()))?;
     let mut body = serde_json::to_value(&view).unwrap_or_default();
     body["secret"] = json!(minted.secret);
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
 pub(crate) async fn list_keys(
-    State(gw): State<Shared>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&gw, &headers)?;
+    State(gw): State<Gateway>,
+    _: Admin,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let rows = gw
+        .engine
         .store
         .list_keys(None)
         .await
         .map_err(|e| ApiError::new(Code::StoreUnavailable, e.to_string()))?;
     let data: Vec<KeyView> = rows.iter().map(KeyView::from).collect();
-    Ok(Json(json!({"object": "list", "data": data})))
+    Ok(axum::Json(json!({"object": "list", "data": data})))
 }
 
 pub(crate) async fn revoke_key(
-    State(gw): State<Shared>,
+    State(gw): State<Gateway>,
+    _: Admin,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&gw, &headers)?;
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let engine = &gw.engine;
     let store_err =
         |e: treaty_store::StoreError| ApiError::new(Code::StoreUnavailable, e.to_string());
-    let row = gw
+    let row = engine
         .store
         .key_by_id(&id)
         .await
         .map_err(store_err)?
         .ok_or_else(|| ApiError::new(Code::NotFound, format!("No key with id '{id}'.")))?;
-    gw.store
-        .revoke_key(&id, treaty_keys::now_ms())
+    engine
+        .store
+        .revoke_key(&id, treaty_domain::now_ms())
         .await
         .map_err(store_err)?;
-    gw.forget_key(&row.secret_hash);
-    Ok(Json(json!({"id": id, "revoked": true})))
+    engine.forget_key(&row.secret_hash);
+    Ok(axum::Json(json!({"id": id, "revoked": true})))
 }
 
 /// `POST /admin/explain`: the same JSON as `treaty contracts explain`.
 pub(crate) async fn explain(
-    State(gw): State<Shared>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&gw, &headers)?;
-    let req: crate::policy::ExplainRequest =
-        crate::body::parse(body, gw.config.server.max_body_bytes)?;
-    crate::policy::explain(&gw.config, &gw.policy, &req)
-        .map(Json)
-        .map_err(|m| ApiError::invalid(m, None))
+    State(gw): State<Gateway>,
+    _: Admin,
+    Json(req): Json<treaty_policy::ExplainRequest>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    treaty_policy::explain(&gw.engine.policy, &req)
+        .map(axum::Json)
+        .map_err(|e| ApiError::invalid(e.0, None))
 }
 
 fn parse_classes(

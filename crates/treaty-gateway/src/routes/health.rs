@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-use super::Shared;
 use crate::error::{ApiError, Code};
+use crate::gateway::Gateway;
 
 /// The process is up.
 pub(crate) async fn health() -> Json<Value> {
@@ -13,20 +13,21 @@ pub(crate) async fn health() -> Json<Value> {
 }
 
 /// The process can serve: the store answers and hosts are configured.
-pub(crate) async fn ready(State(gw): State<Shared>) -> Result<Json<Value>, ApiError> {
-    gw.store.ping().await.map_err(|e| {
+pub(crate) async fn ready(State(gw): State<Gateway>) -> Result<Json<Value>, ApiError> {
+    let engine = &gw.engine;
+    engine.store.ping().await.map_err(|e| {
         ApiError::new(
             Code::StoreUnavailable,
             format!("The store is not ready: {e}"),
         )
     })?;
-    if gw.config.hosts.is_empty() {
+    if engine.config.hosts.is_empty() {
         return Err(ApiError::new(
             Code::NoHostAvailable,
             "No hosts are configured.",
         ));
     }
     Ok(Json(
-        json!({"status": "ready", "hosts": gw.config.hosts.len()}),
+        json!({"status": "ready", "hosts": engine.config.hosts.len()}),
     ))
 }

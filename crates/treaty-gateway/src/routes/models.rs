@@ -1,21 +1,21 @@
 //! `GET /v1/models` and `GET /v1/models/{model}`: only what the caller's
 //! key may use.
 
-use crate::body::Path;
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use treaty_engine::Error;
 use treaty_keys::VerifiedKey;
 use treaty_openai::{Model, ModelList};
 
-use super::Shared;
-use crate::auth::authenticate;
+use crate::body::Path;
 use crate::error::ApiError;
-use crate::state::Gateway;
+use crate::extract::ApiKey;
+use crate::gateway::Gateway;
 
 fn visible(gw: &Gateway, key: &VerifiedKey) -> Vec<Model> {
-    let product = gw.config.product(key.product.as_str());
-    gw.config
+    let config = &gw.engine.config;
+    let product = config.product(key.product.as_str());
+    config
         .model_names()
         .into_iter()
         .filter(|m| key.allows_model(m) && product.is_some_and(|p| p.allows_model(m)))
@@ -29,25 +29,23 @@ fn visible(gw: &Gateway, key: &VerifiedKey) -> Vec<Model> {
 }
 
 pub(crate) async fn list(
-    State(gw): State<Shared>,
-    headers: HeaderMap,
+    State(gw): State<Gateway>,
+    ApiKey(caller): ApiKey,
 ) -> Result<Json<ModelList>, ApiError> {
-    let key = authenticate(&gw, &headers).await?;
     Ok(Json(ModelList {
         object: "list".into(),
-        data: visible(&gw, &key),
+        data: visible(&gw, &caller.key),
     }))
 }
 
 pub(crate) async fn retrieve(
-    State(gw): State<Shared>,
+    State(gw): State<Gateway>,
+    ApiKey(caller): ApiKey,
     Path(model): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Model>, ApiError> {
-    let key = authenticate(&gw, &headers).await?;
-    visible(&gw, &key)
+    visible(&gw, &caller.key)
         .into_iter()
         .find(|m| m.id == model)
         .map(Json)
-        .ok_or_else(|| ApiError::model_not_found(&model))
+        .ok_or_else(|| ApiError(Error::model_not_found(&model)))
 }

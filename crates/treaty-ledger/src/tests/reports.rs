@@ -54,6 +54,7 @@ pub(crate) fn req(
         refused: refused.map(Into::into),
         runtime: None,
         tool: None,
+        ..Default::default()
     }
 }
 

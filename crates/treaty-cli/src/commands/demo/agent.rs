@@ -312,15 +312,15 @@ fn ledger_row(config: &Config, n: usize, d: &DecisionRecord, agent_id: &str) -> 
             tool.clauses.join(","),
         )
     } else if let Some(hold) = &d.runtime {
-        let state = if d.run_id.as_deref() == Some(agent_id) {
-            "agent"
-        } else if d.request_id.contains(".claim") {
-            "run (resumed)"
-        } else {
-            "run"
+        // The operation on the state (`agents.create`, `runs.retrieve`,
+        // ...), as the ledger names it.
+        let op = match d.operation.as_deref() {
+            Some(op) => op.to_owned(),
+            None if d.run_id.as_deref() == Some(agent_id) => "agent state".to_owned(),
+            None => "run state".to_owned(),
         };
         (
-            format!("hold {state} state"),
+            op,
             format!(
                 "{} on {} ({}/{})",
                 if hold.allowed { "held" } else { "REFUSED" },

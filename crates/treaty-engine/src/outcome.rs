@@ -1,10 +1,12 @@
-//! What happened to a request, recorded once when it ends.
+//! What happened to a request, recorded once when it ends: the one
+//! builder of outcome records.
 //!
 //! Every outcome is appended to the ledger (after its decision record)
 //! and emitted as a `tracing` event at debug level (target
 //! `treaty::outcome`). The outcome record is not awaited: the durability
-//! promise covers the decision, the outcome follows. Outcomes never hold
-//! prompts, completions or secrets.
+//! promise covers the decision, the outcome follows with the next batch
+//! someone waits for. Outcomes never hold prompts, completions or
+//! secrets.
 
 use std::time::Duration;
 
@@ -12,12 +14,14 @@ use treaty_domain::{HostId, RequestContext};
 use treaty_ledger::{AttemptRecord, Entry, OutcomeRecord};
 use treaty_openai::Usage;
 
-use crate::error::ApiError;
-use crate::state::Gateway;
-use crate::upstream::Attempt;
+use crate::dispatch::{Attempt, Failed};
+use crate::engine::Engine;
+use crate::error::Error;
 
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The HTTP status the client got (a stream that started is a 200,
+    /// however it ended).
     pub status: u16,
     pub served_by: Option<HostId>,
     pub attempts: Vec<Attempt>,
@@ -25,39 +29,52 @@ pub struct Outcome {
     pub cost: Option<f64>,
     pub latency: Duration,
     pub client_cancelled: bool,
+    /// The error code, when the request did not end well.
     pub error: Option<String>,
 }
 
 impl Outcome {
-    pub(crate) fn failed(failed: &crate::upstream::Failed, latency: Duration) -> Outcome {
+    /// A plain success with nothing served upstream (a state operation,
+    /// a tool call made).
+    pub fn ok(latency: Duration) -> Outcome {
         Outcome {
-            status: failed.error.status().as_u16(),
-            served_by: None,
-            attempts: failed.attempts.clone(),
-            usage: None,
-            cost: None,
-            latency,
-            client_cancelled: false,
-            error: Some(failed.error.code.as_str().to_owned()),
-        }
-    }
-
-    /// Refused by the contracts before any host.
-    pub(crate) fn refused(error: &ApiError, latency: Duration) -> Outcome {
-        Outcome {
-            status: error.status().as_u16(),
+            status: 200,
             served_by: None,
             attempts: Vec::new(),
             usage: None,
             cost: None,
             latency,
             client_cancelled: false,
+            error: None,
+        }
+    }
+
+    /// Ended with `error` before or without any host serving.
+    pub fn error(error: &Error, latency: Duration) -> Outcome {
+        Outcome {
+            status: error.status(),
             error: Some(error.code.as_str().to_owned()),
+            ..Outcome::ok(latency)
+        }
+    }
+
+    pub(crate) fn failed(failed: &Failed, latency: Duration) -> Outcome {
+        Outcome {
+            attempts: failed.attempts.clone(),
+            ..Outcome::error(&failed.error, latency)
         }
     }
 }
 
-pub(crate) fn record(gw: &Gateway, ctx: &RequestContext, outcome: &Outcome) {
+impl Engine {
+    /// Records what happened to the request of `ctx`.
+    pub fn record_outcome(&self, ctx: &RequestContext, outcome: &Outcome) {
+        record(&self.ledger, ctx, outcome);
+    }
+}
+
+/// Logs an outcome and appends its record to `ledger`.
+pub(crate) fn record(ledger: &treaty_ledger::Ledger, ctx: &RequestContext, outcome: &Outcome) {
     tracing::debug!(
         target: "treaty::outcome",
         request_id = %ctx.request_id,
@@ -80,10 +97,17 @@ pub(crate) fn record(gw: &Gateway, ctx: &RequestContext, outcome: &Outcome) {
         error = outcome.error.as_deref(),
         "request finished"
     );
+    // Not awaited: the outcome follows the decision (with the next batch
+    // someone waits for); a failed commit is logged by the ledger's writer.
+    ledger.record(Entry::Outcome(outcome_record(ctx, outcome)));
+}
+
+/// The ledger record of an outcome.
+fn outcome_record(ctx: &RequestContext, outcome: &Outcome) -> OutcomeRecord {
     let usage = outcome.usage.unwrap_or_default();
-    let entry = Entry::Outcome(OutcomeRecord {
+    OutcomeRecord {
         request_id: ctx.request_id.clone(),
-        at_ms: treaty_keys::now_ms(),
+        at_ms: treaty_domain::now_ms(),
         served_by: outcome.served_by.as_ref().map(|h| h.to_string()),
         attempts: outcome
             .attempts
@@ -101,8 +125,5 @@ pub(crate) fn record(gw: &Gateway, ctx: &RequestContext, outcome: &Outcome) {
         latency_us: outcome.latency.as_micros() as u64,
         client_cancelled: outcome.client_cancelled,
         error: outcome.error.clone(),
-    });
-    // Not awaited: the outcome follows the decision (with the next batch
-    // someone waits for); a failed commit is logged by the ledger's writer.
-    gw.ledger.record(entry);
+    }
 }

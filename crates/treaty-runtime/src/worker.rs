@@ -24,110 +24,64 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use treaty_contracts::{Query as ContractQuery, ToolRef};
-use treaty_domain::{Route, WorkloadClass};
-use treaty_keys::VerifiedKey;
-use treaty_ledger::{DecisionRecord, Entry, OutcomeRecord, RequestFeatures, ToolVerdict};
-use treaty_openai::responses::{CreateResponseRequest, Item, to_chat_request};
+use treaty_contracts::ToolRef;
+use treaty_domain::{Route, StateOp};
+use treaty_engine::{Answer, Call, Caller, Error, ModelRequest, Owner, StateAsk, ToolAsk};
+use treaty_openai::responses::{CreateResponseRequest, Item, output_from_chat, to_chat_request};
+use treaty_policy::Hints;
 use treaty_store::{ItemRow, RunChange, RunEvent, RunRow};
-use treaty_tools::{Invocation, McpConnector, McpPool, McpTransport, WebhookTool, call_webhook};
+use treaty_tools::{Invocation, WebhookTool, call_webhook};
 
-use super::agents::{Agent, AgentTool};
-use super::runs::{ActionCall, PendingCall, RequiredAction, RunError, RunState};
-use super::{from_json, invalid, now_ms, to_json};
-use crate::RequestId;
-use crate::error::ApiError;
-use crate::pipeline::{Ask, StateAsk, hold_state};
-use crate::policy::DATA_CLASSIFICATION_HEADER;
-use crate::state::Gateway;
-
-/// The runtime's shared parts, built with the gateway.
-pub struct Runtime {
-    pub(crate) mcp: McpPool,
-    pub(crate) http: reqwest::Client,
-    /// Wakes an idle worker when a run is queued by this instance.
-    pub(crate) wake: tokio::sync::Notify,
-    /// This instance's worker identity, for leases.
-    pub(crate) owner: String,
-    /// Responses being streamed by this instance, so a cancel stops them.
-    pub(crate) live: super::responses::Live,
-}
-
-impl Runtime {
-    pub(crate) fn new(config: &treaty_config::Config, http: reqwest::Client) -> Runtime {
-        let connectors = config.agents.connectors.iter().map(|c| McpConnector {
-            id: c.id.clone(),
-            transport: match &c.transport {
-                treaty_config::ConnectorTransport::Http { url } => McpTransport::Http {
-                    url: url.clone(),
-                    headers: Vec::new(),
-                },
-                treaty_config::ConnectorTransport::Stdio { command, args } => McpTransport::Stdio {
-                    command: command.clone(),
-                    args: args.clone(),
-                    env: Vec::new(),
-                },
-            },
-        });
-        Runtime {
-            mcp: McpPool::new(http.clone(), connectors),
-            http,
-            wake: tokio::sync::Notify::new(),
-            owner: format!("{}:{}", config.instance.id, uuid::Uuid::now_v7().simple()),
-            live: super::responses::Live::default(),
-        }
-    }
-
-    /// Ends MCP sessions (stdio servers are stopped).
-    pub async fn shutdown(&self) {
-        self.mcp.shutdown().await;
-    }
-}
+use crate::Runtime;
+use crate::agents::{Agent, AgentTool};
+use crate::runs::{ActionCall, PendingCall, RequiredAction, RunError, RunState};
+use crate::stored::{from_json, invalid, now_ms, to_json};
 
 /// Starts `agents.workers` workers and the expiry sweep; they stop when
-/// the gateway is dropped or the handles are aborted.
-pub fn spawn_workers(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
-    let n = gw.config.agents.workers;
+/// the runtime is dropped or the handles are aborted.
+pub fn spawn_workers(rt: &Arc<Runtime>) -> Vec<tokio::task::JoinHandle<()>> {
+    let n = rt.engine.config.agents.workers;
     let mut handles: Vec<_> = (0..n)
         .map(|_| {
-            let weak = Arc::downgrade(gw);
+            let weak = Arc::downgrade(rt);
             tokio::spawn(async move {
                 loop {
-                    let Some(gw) = weak.upgrade() else { return };
-                    let poll = gw.config.agents.poll_interval;
-                    let worked = match claim(&gw).await {
+                    let Some(rt) = weak.upgrade() else { return };
+                    let poll = rt.engine.config.agents.poll_interval;
+                    let worked = match claim(&rt).await {
                         Some(row) => {
-                            work(&gw, row).await;
+                            work(&rt, row).await;
                             true
                         }
                         None => false,
                     };
                     if !worked {
-                        let wake = gw.clone();
-                        drop(gw);
-                        let _ = tokio::time::timeout(poll, wake.runtime.wake.notified()).await;
+                        let wake = rt.clone();
+                        drop(rt);
+                        let _ = tokio::time::timeout(poll, wake.wake.notified()).await;
                     }
                 }
             })
         })
         .collect();
-    let weak = Arc::downgrade(gw);
+    let weak = Arc::downgrade(rt);
     handles.push(tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let Some(gw) = weak.upgrade() else { return };
+            let Some(rt) = weak.upgrade() else { return };
             let before = now_ms() - ACTION_TIMEOUT.as_millis() as i64;
-            let expired = gw
+            let expired = rt
+                .engine
                 .store
                 .expire_runs(before, now_ms(), "run.expired", |id| {
                     json!({"id": id, "status": "expired"}).to_string()
                 })
                 .await;
-            if let Err(e) = expired {
-                tracing::warn!(error = %e, "cannot expire runs");
+            match expired {
+                Ok(_) => rt.changed.raise(),
+                Err(e) => tracing::warn!(error = %e, "cannot expire runs"),
             }
         }
     }));
@@ -137,11 +91,12 @@ pub fn spawn_workers(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
 /// How long a run waits for the client in `requires_action`.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(600);
 
-async fn claim(gw: &Gateway) -> Option<RunRow> {
-    let lease = gw.config.agents.lease.as_millis() as i64;
-    match gw
+async fn claim(rt: &Runtime) -> Option<RunRow> {
+    let lease = rt.engine.config.agents.lease.as_millis() as i64;
+    match rt
+        .engine
         .store
-        .claim_run(&gw.runtime.owner, now_ms(), now_ms() + lease)
+        .claim_run(&rt.owner, now_ms(), now_ms() + lease)
         .await
     {
         Ok(row) => row,
@@ -161,20 +116,21 @@ enum Stop {
 }
 
 struct Job<'g> {
-    gw: &'g Gateway,
+    rt: &'g Runtime,
     row: RunRow,
     state: RunState,
-    key: Arc<VerifiedKey>,
+    /// The key that created the run, with the data classification the run
+    /// was created with: each model step and tool call is decided for it.
+    caller: Caller,
     agent: Agent,
-    headers: HeaderMap,
 }
 
-async fn work(gw: &Gateway, row: RunRow) {
+async fn work(rt: &Runtime, row: RunRow) {
     let run_id = row.id.clone();
-    let owner = gw.runtime.owner.clone();
+    let owner = rt.owner.clone();
     // Keeps the lease while a step takes long (a slow webhook).
-    let lease = gw.config.agents.lease;
-    let store = gw.store.clone();
+    let lease = rt.engine.config.agents.lease;
+    let store = rt.engine.store.clone();
     let renew_id = run_id.clone();
     let renewer = tokio::spawn(async move {
         loop {
@@ -188,35 +144,27 @@ async fn work(gw: &Gateway, row: RunRow) {
             }
         }
     });
-    if let Err(e) = run(gw, row).await {
+    if let Err(e) = run(rt, row).await {
         tracing::warn!(run = %run_id, error = %e.message, "run worker error");
     }
     renewer.abort();
 }
 
-async fn run(gw: &Gateway, row: RunRow) -> Result<Stop, ApiError> {
+async fn run(rt: &Runtime, row: RunRow) -> Result<Stop, Error> {
     let mut state: RunState = from_json(&row.body)?;
     state.claims += 1;
     state.public.status = "in_progress".into();
-    let mut headers = HeaderMap::new();
-    if let Some(dc) = state
-        .data_classification
-        .as_deref()
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
-        headers.insert(DATA_CLASSIFICATION_HEADER, dc);
-    }
-    let key = match gw.keys.by_id(&state.key_id).await {
+    let key = match rt.engine.key_by_id(&state.key_id).await {
         Ok(k) => k,
         Err(e) => {
-            return fail_raw(gw, &row, state, "invalid_api_key", &e.to_string()).await;
+            return fail_raw(rt, &row, state, "invalid_api_key", &e.message).await;
         }
     };
-    let agent = match gw.store.agent(&row.tenant, &row.agent_id).await {
+    let agent = match rt.engine.store.agent(&row.tenant, &row.agent_id).await {
         Ok(Some(a)) => from_json::<Agent>(&a.body)?,
         Ok(None) => {
             return fail_raw(
-                gw,
+                rt,
                 &row,
                 state,
                 "agent_not_found",
@@ -224,38 +172,44 @@ async fn run(gw: &Gateway, row: RunRow) -> Result<Stop, ApiError> {
             )
             .await;
         }
-        Err(e) => return Err(super::store_error(e)),
+        Err(e) => return Err(Error::store(e)),
+    };
+    let caller = Caller {
+        key,
+        request_id: format!("{}.claim{}", row.id, state.claims),
+        hints: Hints {
+            data_classification: state.data_classification.clone(),
+            ..Hints::default()
+        },
     };
     let mut job = Job {
-        gw,
+        rt,
         row,
         state,
-        key,
+        caller,
         agent,
-        headers,
     };
     if job.state.claims > 1 {
         // Continuing the run: may this instance hold it, now?
-        let rid = RequestId(format!("{}.claim{}", job.row.id, job.state.claims));
-        if let Err(e) = hold_state(
-            gw,
-            &job.key,
-            &rid,
-            &job.headers,
-            StateAsk {
-                route: Route::Runs,
-                model: &job.agent.model,
-                features: treaty_classify::Features {
-                    store: Some(true),
-                    previous_response_id: false,
-                    conversation: true,
+        let gate = rt
+            .engine
+            .gate_state(
+                &job.caller,
+                StateAsk {
+                    op: StateOp::RunResume,
+                    id: &job.row.id,
+                    model: &job.agent.model,
+                    features: crate::runs::features(),
+                    owner: Some(Owner {
+                        tenant: &job.row.tenant,
+                        product: &job.row.product,
+                    }),
                 },
-                state_id: &job.row.id,
-            },
-        )
-        .await
-        {
-            return job.fail(e.code.as_str(), &e.message).await;
+            )
+            .await;
+        match gate {
+            Ok(held) => held.finish::<()>(&Ok(())),
+            Err(e) => return job.fail(e.code.as_str(), &e.message).await,
         }
     }
     if !job
@@ -268,12 +222,12 @@ async fn run(gw: &Gateway, row: RunRow) -> Result<Stop, ApiError> {
 }
 
 async fn fail_raw(
-    gw: &Gateway,
+    rt: &Runtime,
     row: &RunRow,
     mut state: RunState,
     code: &str,
     message: &str,
-) -> Result<Stop, ApiError> {
+) -> Result<Stop, Error> {
     state.public.status = "failed".into();
     state.public.last_error = Some(RunError {
         code: code.into(),
@@ -282,11 +236,12 @@ async fn fail_raw(
     let body = to_json(&state)?;
     let data = to_json(&state.public)?;
     let now = now_ms();
-    let saved = gw
+    let saved = rt
+        .engine
         .store
         .save_run(
             &row.id,
-            &gw.runtime.owner,
+            &rt.owner,
             RunChange {
                 status: "failed",
                 body: &body,
@@ -300,13 +255,14 @@ async fn fail_raw(
             }),
         )
         .await
-        .map_err(super::store_error)?;
+        .map_err(Error::store)?;
+    rt.changed.raise();
     Ok(if saved { Stop::Parked } else { Stop::Lost })
 }
 
 impl Job<'_> {
     /// Saves the run; false when the lease was lost or it was cancelled.
-    async fn save(&mut self, status: &str) -> Result<bool, ApiError> {
+    async fn save(&mut self, status: &str) -> Result<bool, Error> {
         self.save_with(status, None).await
     }
 
@@ -318,7 +274,7 @@ impl Job<'_> {
         status: &str,
         kind: &str,
         data: Option<&Value>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, Error> {
         self.save_with(status, Some((kind, data))).await
     }
 
@@ -326,7 +282,7 @@ impl Job<'_> {
         &mut self,
         status: &str,
         event: Option<(&str, Option<&Value>)>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, Error> {
         self.state.public.status = status.into();
         let body = to_json(&self.state)?;
         let data = match event {
@@ -335,7 +291,7 @@ impl Job<'_> {
             None => None,
         };
         let now = now_ms();
-        let lease = self.gw.config.agents.lease.as_millis() as i64;
+        let lease = self.rt.engine.config.agents.lease.as_millis() as i64;
         let event = event
             .zip(data.as_deref())
             .map(|((kind, _), body)| RunEvent {
@@ -343,11 +299,14 @@ impl Job<'_> {
                 at_ms: now,
                 body,
             });
-        self.gw
+        let logged = event.is_some();
+        let saved = self
+            .rt
+            .engine
             .store
             .save_run(
                 &self.row.id,
-                &self.gw.runtime.owner,
+                &self.rt.owner,
                 RunChange {
                     status,
                     body: &body,
@@ -357,10 +316,14 @@ impl Job<'_> {
                 event,
             )
             .await
-            .map_err(super::store_error)
+            .map_err(Error::store)?;
+        if saved && logged {
+            self.rt.changed.raise();
+        }
+        Ok(saved)
     }
 
-    async fn fail(&mut self, code: &str, message: &str) -> Result<Stop, ApiError> {
+    async fn fail(&mut self, code: &str, message: &str) -> Result<Stop, Error> {
         self.state.public.last_error = Some(RunError {
             code: code.into(),
             message: message.into(),
@@ -374,7 +337,7 @@ impl Job<'_> {
 
     /// The run's loop: settle the last step's tool calls, then make the
     /// next model step, until the run ends or waits for the client.
-    async fn steps(&mut self) -> Result<Stop, ApiError> {
+    async fn steps(&mut self) -> Result<Stop, Error> {
         loop {
             if !self.append_turn().await? {
                 return Ok(Stop::Lost);
@@ -385,8 +348,8 @@ impl Job<'_> {
                     None => continue,
                 }
             }
-            if self.state.public.steps >= self.gw.config.agents.max_steps {
-                let max = self.gw.config.agents.max_steps;
+            if self.state.public.steps >= self.rt.engine.config.agents.max_steps {
+                let max = self.rt.engine.config.agents.max_steps;
                 return self
                     .fail(
                         "max_steps_exceeded",
@@ -406,11 +369,11 @@ impl Job<'_> {
 
     /// Adds the saved items of the last step to the conversation (those
     /// not there yet), then forgets them.
-    async fn append_turn(&mut self) -> Result<bool, ApiError> {
+    async fn append_turn(&mut self) -> Result<bool, Error> {
         if self.state.turn.is_empty() {
             return Ok(true);
         }
-        let store = &self.gw.store;
+        let store = &self.rt.engine.store;
         let conv = &self.row.conversation_id;
         let mut rows = Vec::new();
         for item in &self.state.turn {
@@ -418,7 +381,7 @@ impl Job<'_> {
             let present = store
                 .conversation_item(conv, id)
                 .await
-                .map_err(super::store_error)?
+                .map_err(Error::store)?
                 .is_some();
             if !present {
                 rows.push(ItemRow {
@@ -430,14 +393,14 @@ impl Job<'_> {
         store
             .append_conversation_items(conv, &rows, now_ms())
             .await
-            .map_err(super::store_error)?;
+            .map_err(Error::store)?;
         self.state.turn.clear();
         self.save("in_progress").await
     }
 
     /// Makes the calls the model asked for, or parks the run for the
     /// client. `None`: every call has its output, carry on.
-    async fn settle_calls(&mut self) -> Result<Option<Stop>, ApiError> {
+    async fn settle_calls(&mut self) -> Result<Option<Stop>, Error> {
         let needs_approval: Vec<ActionCall> = self
             .state
             .pending
@@ -499,7 +462,7 @@ impl Job<'_> {
         Ok(None)
     }
 
-    async fn park(&mut self, kind: &str, calls: Vec<ActionCall>) -> Result<Stop, ApiError> {
+    async fn park(&mut self, kind: &str, calls: Vec<ActionCall>) -> Result<Stop, Error> {
         self.state.public.required_action = Some(RequiredAction {
             kind: kind.into(),
             tool_calls: calls,
@@ -536,7 +499,7 @@ impl Job<'_> {
             Ok(Some(refused)) => return refused,
             Err(e) => return format!("The tool was not called: {}", e.message),
         }
-        let agents = &self.gw.config.agents;
+        let agents = &self.rt.engine.config.agents;
         let result = match call.kind.as_str() {
             "webhook" => {
                 let Some(hook) = agents.webhook(&call.name) else {
@@ -548,7 +511,7 @@ impl Job<'_> {
                     .map(|s| s.expose().as_bytes().to_vec())
                     .unwrap_or_default();
                 call_webhook(
-                    &self.gw.runtime.http,
+                    &self.rt.engine.http,
                     &WebhookTool {
                         name: hook.name.clone(),
                         url: hook.url.clone(),
@@ -569,8 +532,7 @@ impl Job<'_> {
                 let timeout = agents
                     .connector(connector)
                     .map_or(Duration::from_secs(10), |c| c.timeout);
-                self.gw
-                    .runtime
+                self.rt
                     .mcp
                     .call_tool(connector, &call.name, &call.arguments, timeout)
                     .await
@@ -579,129 +541,36 @@ impl Job<'_> {
         result.unwrap_or_else(|e| format!("The tool failed: {e}"))
     }
 
-    /// The contracts' `use` verdict for one call, recorded in the ledger
-    /// (durably, before the call is made, like every decision);
-    /// `Some(message)` when refused. Without contracts, or when no clause
-    /// of the reading names `use`, every call is allowed and nothing is
-    /// recorded beyond the run's own decisions.
-    async fn may_use(
-        &self,
-        call: &PendingCall,
-        connector: &str,
-    ) -> Result<Option<String>, ApiError> {
-        let Some(contracts) = self.gw.policy.contracts.as_ref() else {
-            return Ok(None);
-        };
-        let dc = self
-            .state
-            .data_classification
-            .clone()
-            .unwrap_or_else(|| self.gw.policy.default_data_classification().to_owned());
-        let at_ms = now_ms();
-        let query = ContractQuery {
-            tenant: &self.key.tenant,
-            channel: &self.key.channel,
-            product: &self.key.product,
-            class: WorkloadClass::StatefulAgent,
-            data_classification: &dc,
-            at_unix_ms: at_ms,
-        };
-        let verdict = contracts.may_use(
-            &query,
-            &ToolRef {
-                kind: &call.kind,
-                connector,
-                name: &call.name,
-            },
-        );
-        if verdict.unrestricted {
-            return Ok(None);
-        }
-        let clauses: Vec<String> = verdict
-            .clauses
-            .iter()
-            .map(|c| c.as_str().to_owned())
-            .collect();
-        let request_id = format!("{}.tool.{}", self.row.id, call.call_id);
-        let admission = contracts.decide(&query);
-        self.gw
-            .ledger
-            .append(Entry::Decision(DecisionRecord {
-                request_id: request_id.clone(),
-                at_ms,
-                key_id: self.key.id.clone(),
-                tenant: self.key.tenant.to_string(),
-                channel: self.key.channel.to_string(),
-                product: self.key.product.to_string(),
-                route: Route::Runs.path().to_owned(),
-                model: self.state.public.model.clone(),
-                workload_class: WorkloadClass::StatefulAgent.as_str().to_owned(),
-                classified_by: "tool_call".into(),
-                data_classification: dc.clone(),
-                declared_class: None,
-                reading: Some(contracts.reading().to_owned()),
-                admitted: admission.admitted,
-                admit_clauses: admission
-                    .admit_clauses
-                    .iter()
-                    .map(|c| c.as_str().to_owned())
-                    .collect(),
-                hosts: Vec::new(),
-                chosen: None,
-                features: RequestFeatures {
-                    store: Some(true),
-                    previous_response_id: false,
-                    conversation: true,
+    /// The contracts' `use` verdict for one call, decided and recorded
+    /// by the engine's tool gate (durably, before the call is made);
+    /// `Some(message)` when refused.
+    async fn may_use(&self, call: &PendingCall, connector: &str) -> Result<Option<String>, Error> {
+        self.rt
+            .engine
+            .gate_tool(
+                &self.caller,
+                ToolAsk {
+                    run_id: &self.row.id,
+                    model: &self.state.public.model,
+                    call_id: &call.call_id,
+                    tool: ToolRef {
+                        kind: &call.kind,
+                        connector,
+                        name: &call.name,
+                    },
                 },
-                model_step: false,
-                run_id: Some(self.row.id.clone()),
-                refused: (!verdict.allowed).then(|| "contract_refused".to_owned()),
-                runtime: None,
-                tool: Some(ToolVerdict {
-                    call_id: call.call_id.clone(),
-                    kind: call.kind.clone(),
-                    connector: connector.to_owned(),
-                    name: call.name.clone(),
-                    allowed: verdict.allowed,
-                    clauses: clauses.clone(),
-                }),
-            }))
+            )
             .await
-            .map_err(crate::pipeline::ledger_unavailable)?;
-        // The decision's outcome: made (its result is the run's business)
-        // or refused. Not awaited, as for every outcome.
-        self.gw.ledger.record(Entry::Outcome(OutcomeRecord {
-            request_id,
-            at_ms: now_ms(),
-            served_by: None,
-            attempts: Vec::new(),
-            status: if verdict.allowed { 200 } else { 403 },
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            cost_micros: 0,
-            latency_us: 0,
-            client_cancelled: false,
-            error: (!verdict.allowed).then(|| "contract_refused".to_owned()),
-        }));
-        if verdict.allowed {
-            return Ok(None);
-        }
-        Ok(Some(format!(
-            "Refused by contract (reading {}): tool '{}' may not be used by this tenant's agents [clauses: {}].",
-            contracts.reading(),
-            call.name,
-            clauses.join(",")
-        )))
     }
 
     /// One model step on the conversation so far. `Some` when the run
     /// stopped (completed, or lost).
-    async fn model_step(&mut self) -> Result<Option<Stop>, ApiError> {
-        let gw = self.gw;
+    async fn model_step(&mut self) -> Result<Option<Stop>, Error> {
+        let engine = &self.rt.engine;
         let mut history = Vec::new();
         let mut cursor = None;
         loop {
-            let page = gw
+            let page = engine
                 .store
                 .conversation_items(
                     &self.row.conversation_id,
@@ -710,7 +579,7 @@ impl Job<'_> {
                     500,
                 )
                 .await
-                .map_err(super::store_error)?;
+                .map_err(Error::store)?;
             for row in &page {
                 history.push(from_json::<Item>(&row.body)?);
             }
@@ -730,34 +599,44 @@ impl Job<'_> {
             "tools": tools,
             "store": false,
         }))
-        .map_err(|e| ApiError::invalid(format!("The agent's tools are invalid: {e}"), None))?;
+        .map_err(|e| Error::invalid(format!("The agent's tools are invalid: {e}"), None))?;
         let chat = to_chat_request(&req, &history, false).map_err(invalid)?;
         let n = self.state.public.steps + 1;
-        let step = super::step::full(
-            gw,
-            &self.key,
-            &self.headers,
-            Ask {
-                request_id: format!("{}.{n}", self.row.id),
+        let step_id = format!("{}.{n}", self.row.id);
+        let answer = engine
+            .call(Call {
+                caller: &self.caller,
+                request_id: &step_id,
                 // A step is a chat completion made for the run: classified
                 // on that route, so a reading's rules for stateless routes
                 // reach it.
                 route: Route::ChatCompletions,
-                model: &self.agent.model,
-                features: crate::routes::stateless(),
+                features: treaty_policy::stateless(),
                 run_id: Some(&self.row.id),
-            },
-            &chat,
-        )
-        .await?;
-        let usage = step.output.usage;
+                request: ModelRequest::Chat(&chat),
+            })
+            .await?;
+        let Answer::Full(full) = answer else {
+            return Err(Error::new(
+                treaty_engine::Code::UpstreamError,
+                "The host streamed a reply that was asked for in full.",
+            ));
+        };
+        let output = output_from_chat(&full.body).map_err(|e| {
+            Error::new(
+                treaty_engine::Code::UpstreamError,
+                format!("The host's reply could not be read: {e}"),
+            )
+        })?;
+        let placed = full.placed;
+        let usage = output.usage;
         let u = &mut self.state.public.usage;
         u.input_tokens += usage.input_tokens;
         u.output_tokens += usage.output_tokens;
         u.total_tokens += usage.input_tokens + usage.output_tokens;
         self.state.public.steps = n;
         let mut pending = Vec::new();
-        for item in &step.output.items {
+        for item in &output.items {
             if let Item::FunctionCall(fc) = item {
                 let (kind, connector) = kinds
                     .iter()
@@ -779,9 +658,9 @@ impl Job<'_> {
                     output: None,
                 });
             }
-            self.state.turn.push(
-                serde_json::to_value(item).map_err(|e| ApiError::invalid(e.to_string(), None))?,
-            );
+            self.state
+                .turn
+                .push(serde_json::to_value(item).map_err(|e| Error::invalid(e.to_string(), None))?);
         }
         let done = pending.is_empty();
         self.state.pending = pending;
@@ -789,10 +668,10 @@ impl Job<'_> {
         // is made again by the next worker and logged once, then.
         let completed = json!({
             "step": n,
-            "host": step.placed.host.id.as_str(),
-            "cloud": step.placed.host.cloud.as_str(),
-            "workload_class": step.placed.class.as_str(),
-            "clauses": step.placed.clauses,
+            "host": placed.host.id.as_str(),
+            "cloud": placed.host.cloud.as_str(),
+            "workload_class": placed.class.as_str(),
+            "clauses": placed.clauses,
             "tool_calls": self.state.pending.len(),
         });
         if !self
@@ -829,7 +708,7 @@ impl Job<'_> {
                     kinds.push((name.clone(), "function".into(), None));
                 }
                 AgentTool::Webhook { name } => {
-                    if let Some(hook) = self.gw.config.agents.webhook(name) {
+                    if let Some(hook) = self.rt.engine.config.agents.webhook(name) {
                         tools.push(json!({"type": "function", "name": name, "description": hook.description, "parameters": hook.parameters}));
                         kinds.push((name.clone(), "webhook".into(), Some(name.clone())));
                     }
@@ -837,7 +716,7 @@ impl Job<'_> {
                 AgentTool::Mcp {
                     connector,
                     allowed_tools,
-                } => match self.gw.runtime.mcp.list_tools(connector).await {
+                } => match self.rt.mcp.list_tools(connector).await {
                     Ok(defs) => {
                         for d in defs {
                             if allowed_tools.as_ref().is_some_and(|a| !a.contains(&d.name)) {

@@ -1,36 +1,37 @@
-//! The gateway's shared state, built once from a validated config.
+//! The engine's shared state, built once from a validated config.
 
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use treaty_config::{Config, Env};
 use treaty_keys::KeyChecker;
+use treaty_policy::{Policy, PolicyError};
 use treaty_providers::Provider;
 use treaty_router::{BreakerSettings, Commitment, Router, Strategy};
-
-use crate::policy::{Policy, PolicyError};
 use treaty_store::Store;
 
-/// Everything a request handler needs, shared behind an `Arc`.
-pub struct Gateway {
+/// Everything a request needs, shared behind an `Arc`: the config, the
+/// store, the key checker, the decision core, the router, the ledger and
+/// one provider per host.
+pub struct Engine {
     pub config: Arc<Config>,
     pub store: Store,
     pub(crate) keys: KeyChecker,
-    pub(crate) router: Router,
+    pub router: Router,
     pub policy: Policy,
     pub ledger: treaty_ledger::Ledger,
     /// One provider per configured host, in the same order as
     /// `config.hosts` (and so as router indices).
     pub(crate) providers: Vec<Arc<dyn Provider>>,
-    /// The agent runtime's tool clients and worker wake-up.
-    pub runtime: crate::runtime::worker::Runtime,
+    /// The upstream HTTP client (the runtime's tools share it).
+    pub http: reqwest::Client,
     /// SHA-256 of the admin token; `None` disables the admin API.
     admin_token_hash: Option<[u8; 32]>,
 }
 
-impl std::fmt::Debug for Gateway {
+impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway")
+        f.debug_struct("Engine")
             .field("hosts", &self.providers.len())
             .field("admin", &self.admin_token_hash.is_some())
             .finish_non_exhaustive()
@@ -53,14 +54,14 @@ pub enum BuildError {
     },
 }
 
-impl Gateway {
+impl Engine {
     /// Opens the ledger on `store` with the config's settings, then builds
-    /// the gateway. `env` supplies the admin token.
+    /// the engine. `env` supplies the admin token.
     pub async fn open(
         config: Config,
         store: Store,
         env: &dyn Env,
-    ) -> Result<Arc<Gateway>, BuildError> {
+    ) -> Result<Arc<Engine>, BuildError> {
         let l = &config.ledger;
         let ledger = treaty_ledger::Ledger::open(
             store.clone(),
@@ -77,16 +78,16 @@ impl Gateway {
             },
         )
         .await?;
-        Gateway::build(config, store, ledger, env)
+        Engine::build(config, store, ledger, env)
     }
 
-    /// Builds the gateway around an open ledger.
+    /// Builds the engine around an open ledger.
     pub fn build(
         config: Config,
         store: Store,
         ledger: treaty_ledger::Ledger,
         env: &dyn Env,
-    ) -> Result<Arc<Gateway>, BuildError> {
+    ) -> Result<Arc<Engine>, BuildError> {
         let config = Arc::new(config);
         let http = treaty_providers::http_client(&config.upstream).map_err(BuildError::Http)?;
         let providers = config
@@ -99,8 +100,7 @@ impl Gateway {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let policy = Policy::load(&config)?;
-        let runtime = crate::runtime::worker::Runtime::new(&config, http.clone());
+        let policy = Policy::load(config.clone())?;
         let router = Router::new(
             config.hosts.iter().map(|h| h.host.clone()).collect(),
             config
@@ -128,7 +128,7 @@ impl Gateway {
             .var(&config.server.admin_token_env)
             .filter(|t| !t.is_empty())
             .map(|t| Sha256::digest(t.as_bytes()).into());
-        Ok(Arc::new(Gateway {
+        Ok(Arc::new(Engine {
             config,
             store,
             keys,
@@ -136,13 +136,13 @@ impl Gateway {
             policy,
             ledger,
             providers,
-            runtime,
+            http,
             admin_token_hash,
         }))
     }
 
     /// Probes every host every `routing.health_check_interval` until the
-    /// returned task is aborted or the gateway is dropped. A probe is a
+    /// returned task is aborted or the engine is dropped. A probe is a
     /// cheap authenticated GET; its outcome feeds the host's circuit
     /// breaker exactly like a request's, so a host that comes back is
     /// found without risking client traffic on it.
@@ -160,9 +160,9 @@ impl Gateway {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let Some(gw) = weak.upgrade() else { return };
-                let timeout = gw.config.upstream.first_byte_timeout.min(interval);
-                let probes = gw.providers.iter().enumerate().map(|(i, p)| {
+                let Some(engine) = weak.upgrade() else { return };
+                let timeout = engine.config.upstream.first_byte_timeout.min(interval);
+                let probes = engine.providers.iter().enumerate().map(|(i, p)| {
                     let p = p.clone();
                     async move {
                         let started = std::time::Instant::now();
@@ -171,39 +171,44 @@ impl Gateway {
                 });
                 for (i, result, latency) in futures_util::future::join_all(probes).await {
                     if let Err(e) = &result {
-                        tracing::debug!(host = %gw.config.hosts[i].id(), error = %e, "health probe failed");
+                        tracing::debug!(host = %engine.config.hosts[i].id(), error = %e, "health probe failed");
                     }
                     // Only a failure or a recovery changes state; a healthy
                     // probe of a closed circuit must not skew latency EWMA.
-                    let health = gw.router.health(i);
+                    let health = engine.router.health(i);
                     if result.is_err() || health.state() != treaty_router::HostState::Closed {
-                        gw.router.observe(i, result.is_ok(), latency);
+                        engine.router.observe(i, result.is_ok(), latency);
                     }
                 }
             }
         }))
     }
 
-    pub(crate) fn admin_enabled(&self) -> bool {
+    pub fn admin_enabled(&self) -> bool {
         self.admin_token_hash.is_some()
     }
 
     /// Compares digests in constant time, so response timing says nothing
     /// about how much of a guessed token was right.
-    pub(crate) fn admin_token_matches(&self, presented: &str) -> bool {
+    pub fn admin_token_matches(&self, presented: &str) -> bool {
         let Some(expected) = &self.admin_token_hash else {
             return false;
         };
-        let got: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        expected
-            .iter()
-            .zip(got.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        digest_matches(expected, presented)
     }
 
     /// Forgets a cached key verdict (after a revocation here).
-    pub(crate) fn forget_key(&self, secret_hash: &str) {
+    pub fn forget_key(&self, secret_hash: &str) {
         self.keys.forget(secret_hash);
     }
+}
+
+/// Whether `presented` hashes to `expected`, compared in constant time.
+pub fn digest_matches(expected: &[u8; 32], presented: &str) -> bool {
+    let got: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    expected
+        .iter()
+        .zip(got.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }

@@ -17,8 +17,8 @@ use treaty_domain::{Host, HostId, RequestContext};
 use treaty_providers::{CallOptions, Provider, UpstreamError};
 use treaty_router::Plan;
 
-use crate::error::{ApiError, Code};
-use crate::state::Gateway;
+use crate::engine::Engine;
+use crate::error::{Code, Error};
 
 /// One try on one host, for the outcome record.
 #[derive(Debug, Clone)]
@@ -38,12 +38,12 @@ pub(crate) struct Served<T> {
 }
 
 pub(crate) struct Failed {
-    pub error: ApiError,
+    pub error: Error,
     pub attempts: Vec<Attempt>,
 }
 
 pub(crate) async fn dispatch<T, F, Fut>(
-    gw: &Gateway,
+    gw: &Engine,
     ctx: &RequestContext,
     plan: &Plan,
     mut call: F,
@@ -135,7 +135,7 @@ where
 }
 
 /// Maps one upstream failure to what the client sees.
-pub(crate) fn client_facing(err: &UpstreamError, host: &HostId) -> ApiError {
+pub fn client_facing(err: &UpstreamError, host: &HostId) -> Error {
     let (status, message, _code) = err.client_facing(host);
     let rejected = matches!(
         err,
@@ -151,15 +151,15 @@ pub(crate) fn client_facing(err: &UpstreamError, host: &HostId) -> ApiError {
         400..=499 => Code::InvalidRequest,
         _ => Code::UpstreamError,
     };
-    let mut e = ApiError::new(code, message);
+    let mut e = Error::new(code, message);
     if (400..500).contains(&status) && status != 429 && !rejected {
-        e.status_override = axum::http::StatusCode::from_u16(status).ok();
+        e.status_override = Some(status);
     }
     e.retry_after = err.retry_after().map(|d| d.as_secs().max(1));
     e
 }
 
-fn names(gw: &Gateway, mask: treaty_router::HostMask) -> String {
+fn names(gw: &Engine, mask: treaty_router::HostMask) -> String {
     mask.iter()
         .map(|i| gw.router.host(i).id.as_str())
         .collect::<Vec<_>>()
@@ -167,19 +167,19 @@ fn names(gw: &Gateway, mask: treaty_router::HostMask) -> String {
 }
 
 /// No allowed host could even be tried: every one has an open circuit.
-fn all_down(gw: &Gateway, plan: &Plan, model: &str) -> ApiError {
+fn all_down(gw: &Engine, plan: &Plan, model: &str) -> Error {
     if plan.candidates.is_empty() {
-        return ApiError::model_not_found(model);
+        return Error::model_not_found(model);
     }
     let mut e = match gw.policy.reading() {
-        Some(reading) => ApiError::new(
+        Some(reading) => Error::new(
             Code::AllowedHostsUnavailable,
             format!(
                 "Every host the contract (reading {reading}) allows for this request is down ({}). No other host was tried.",
                 names(gw, plan.candidates)
             ),
         ),
-        None => ApiError::new(
+        None => Error::new(
             Code::NoHostAvailable,
             format!(
                 "Every host serving '{model}' is down ({}).",
@@ -193,11 +193,11 @@ fn all_down(gw: &Gateway, plan: &Plan, model: &str) -> ApiError {
 
 /// Every attempt failed with a retryable error.
 fn exhausted(
-    gw: &Gateway,
+    gw: &Engine,
     last: Option<&UpstreamError>,
     attempts: &[Attempt],
     model: &str,
-) -> ApiError {
+) -> Error {
     let mut tried: Vec<&str> = attempts.iter().map(|a| a.host.as_str()).collect();
     tried.sort_unstable();
     tried.dedup();
@@ -215,7 +215,7 @@ fn exhausted(
         return client_facing(err, &attempt.host);
     }
     if let Some(err @ UpstreamError::Status { status: 429, .. }) = last {
-        let mut e = ApiError::new(
+        let mut e = Error::new(
             Code::UpstreamRateLimited,
             format!(
                 "Every host tried for '{model}' is rate limiting (tried: {}). Retry later.",
@@ -229,14 +229,14 @@ fn exhausted(
         return e;
     }
     let mut e = match gw.policy.reading() {
-        Some(reading) => ApiError::new(
+        Some(reading) => Error::new(
             Code::AllowedHostsUnavailable,
             format!(
                 "Every host the contract (reading {reading}) allows for this request failed (tried: {}). No other host was tried.",
                 tried.join(", ")
             ),
         ),
-        None => ApiError::new(
+        None => Error::new(
             Code::NoHostAvailable,
             format!(
                 "No host could serve '{model}': every attempt failed (tried: {}).",
