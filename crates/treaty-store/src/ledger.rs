@@ -324,8 +324,7 @@ static SQLITE_COMMIT_SQL: LazyLock<Vec<Vec<[Arc<str>; 2]>>> = LazyLock::new(|| {
             sizes
                 .iter()
                 .map(|&nodes| {
-                    [false, true]
-                        .map(|cp| Arc::from(sqlite_commit_sql(rows, nodes, cp).as_str()))
+                    [false, true].map(|cp| Arc::from(sqlite_commit_sql(rows, nodes, cp).as_str()))
                 })
                 .collect()
         })
@@ -554,8 +553,8 @@ impl LedgerTx<'_> {
                         .await?;
                     nodes_rest = tail;
                 };
-                let sql = SQLITE_COMMIT_SQL[last][last_nodes][usize::from(checkpoint.is_some())]
-                    .clone();
+                let sql =
+                    SQLITE_COMMIT_SQL[last][last_nodes][usize::from(checkpoint.is_some())].clone();
                 let mut query = bind_rows(sqlx::query(AssertSqlSafe(sql)), rest);
                 query = bind_nodes(query, nodes_rest);
                 if let Some(cp) = checkpoint {
@@ -586,9 +585,10 @@ impl Store {
     }
 
     pub async fn ledger_head(&self) -> Result<LedgerHead, StoreError> {
-        let row = sqlx::query("SELECT seq, hash, tree_size, frontier FROM ledger_head WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT seq, hash, tree_size, frontier FROM ledger_head WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
         head_from_row(row)
     }
 
@@ -1046,7 +1046,9 @@ mod tests {
         // A batch of no rows: the same checkpoint again is ignored.
         let (tx, head) = conn.begin().await.unwrap();
         assert_eq!(head.seq, 75);
-        tx.commit(&[], &[], Some(&cp), &mk_head(75, 75)).await.unwrap();
+        tx.commit(&[], &[], Some(&cp), &mk_head(75, 75))
+            .await
+            .unwrap();
 
         assert_eq!(store.ledger_head().await.unwrap(), mk_head(75, 75));
         let ids: Vec<i64> = vec![0, 64, 139, 500];
@@ -1058,7 +1060,14 @@ mod tests {
             store.ledger_latest_note_checkpoint().await.unwrap(),
             Some(cp.clone())
         );
-        assert_eq!(store.ledger_records_of_request("req_3").await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .ledger_records_of_request("req_3")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(store.ledger_records(0, 75, 1000).await.unwrap(), rows);
         assert_eq!(store.ledger_records(10, 12, 1000).await.unwrap().len(), 2);
         let some = store
@@ -1152,8 +1161,14 @@ mod tests {
         assert_eq!(keys[1].retired_at, None);
 
         // Cosignatures and publication status.
-        store.ledger_add_cosignature(75, "w1", "— w1 AAAA", 9).await.unwrap();
-        store.ledger_add_cosignature(75, "w1", "— w1 BBBB", 9).await.unwrap();
+        store
+            .ledger_add_cosignature(75, "w1", "— w1 AAAA", 9)
+            .await
+            .unwrap();
+        store
+            .ledger_add_cosignature(75, "w1", "— w1 BBBB", 9)
+            .await
+            .unwrap();
         assert_eq!(store.ledger_cosignatures(75).await.unwrap(), ["— w1 AAAA"]);
         for (size, outcome) in [
             (10, PublishOutcome::Published),
@@ -1167,7 +1182,12 @@ mod tests {
         }
         let status = store.ledger_publish_status().await.unwrap();
         assert_eq!(
-            (status[0].last_size, status[0].published, status[0].refused, status[0].failed),
+            (
+                status[0].last_size,
+                status[0].published,
+                status[0].refused,
+                status[0].failed
+            ),
             (10, 1, 1, 1)
         );
     }

@@ -1,0 +1,1 @@
+//! A tlog-witness (placeholder, filled in below).
