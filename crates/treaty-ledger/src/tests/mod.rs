@@ -3,6 +3,7 @@
 //! SKIPPED line when no server answers, unless TREATY_REQUIRE_SERVICES=1).
 
 mod chain;
+mod publish;
 mod reports;
 mod simulate;
 mod tamper;

@@ -115,7 +115,7 @@ fn forger() -> SecretKey {
 /// changing records: re-chain every record, rebuild the Merkle tree and
 /// the head, re-sign every checkpoint from `resign_from` on (dropping those
 /// past the head) with `key`, and list `key` as the log's key.
-async fn forge(store: &Store, key: &SecretKey, resign_from: i64) {
+pub(crate) async fn forge(store: &Store, key: &SecretKey, resign_from: i64) {
     let pool = store.test_pool();
     let rows = store.ledger_records(0, i64::MAX, 10_000).await.unwrap();
     let mut prev = GENESIS;
