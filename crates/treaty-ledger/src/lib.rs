@@ -58,7 +58,9 @@ pub use record::{
 };
 pub use report::{Dimension, ReportRow, report, report_cells, report_columns, write_report_csv};
 pub use scan::TimeRange;
-pub use signer::{KeySigner, Signer, SignerSource, default_origin, keygen, write_key_file};
+pub use signer::{
+    KeySigner, Signer, SignerSource, default_origin, keygen, signer_for, write_key_file,
+};
 pub use simulate::{
     ClauseImpact, GroupImpact, HostMove, Impact, Redecision, SimulationReport, Verdicts, simulate,
 };

@@ -160,6 +160,16 @@ pub fn default_origin() -> String {
     format!("{host}/treaty-ledger")
 }
 
+/// The signer `source` names for a log on `store` (the same key
+/// [`crate::Ledger::open`] would use), e.g. to sign a receipt offline.
+pub fn signer_for(
+    source: &SignerSource,
+    store: &treaty_store::Store,
+) -> Result<Arc<dyn Signer>, LedgerError> {
+    let auto = store.sqlite_file().map(|db| db.with_extension("ledger.key"));
+    load(source, auto.as_deref())
+}
+
 /// Loads (or, where allowed, creates) the key `source` names.
 pub(crate) fn load(
     source: &SignerSource,

@@ -298,6 +298,17 @@ pub fn router(witness: Arc<Witness>) -> axum::Router {
         .with_state(witness)
 }
 
+/// Serves [`router`] on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    witness: Arc<Witness>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(witness))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 async fn add_checkpoint(State(w): State<Arc<Witness>>, body: String) -> Response {
     // File writes and one signature: short, but not for the async threads.
     let result = tokio::task::spawn_blocking(move || w.add_checkpoint(&body)).await;

@@ -66,7 +66,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = treaty_store::Store::open(&url)
         .await
         .with_context(|| format!("opening the store at {}", redact_url(&url)))?;
-    let gateway = treaty_gateway::Gateway::open(config, store, &ProcessEnv).await?;
+    // The ledger is opened here, with the key and publication targets of
+    // the config (Gateway::open would use a key file beside the store).
+    let ledger =
+        treaty_ledger::Ledger::open(store.clone(), super::evidence::ledger_settings(&config)?)
+            .await
+            .context("opening the ledger")?;
+    tracing::info!(key = %ledger.signer().verifier(), "ledger signing key");
+    let gateway = treaty_gateway::Gateway::build(config, store, ledger, &ProcessEnv)?;
     if let Some(reading) = gateway.policy.reading() {
         tracing::info!(reading, "contracts in force");
     }
