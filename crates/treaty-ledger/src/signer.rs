@@ -166,7 +166,9 @@ pub fn signer_for(
     source: &SignerSource,
     store: &treaty_store::Store,
 ) -> Result<Arc<dyn Signer>, LedgerError> {
-    let auto = store.sqlite_file().map(|db| db.with_extension("ledger.key"));
+    let auto = store
+        .sqlite_file()
+        .map(|db| db.with_extension("ledger.key"));
     load(source, auto.as_deref())
 }
 
