@@ -115,7 +115,7 @@ impl Frontier {
     /// Reads a stored frontier: `size` and its hashes concatenated. `None`
     /// when the number of hashes is not the number of one bits in `size`.
     pub fn from_bytes(size: u64, bytes: &[u8]) -> Option<Frontier> {
-        if bytes.len() % 32 != 0 || bytes.len() / 32 != size.count_ones() as usize {
+        if !bytes.len().is_multiple_of(32) || bytes.len() / 32 != size.count_ones() as usize {
             return None;
         }
         let hashes = bytes
@@ -174,7 +174,7 @@ impl Node {
 /// `[lo, hi)`, left to right.
 fn complete_subtrees(lo: u64, hi: u64, out: &mut Vec<Node>) {
     let n = hi - lo;
-    if n.is_power_of_two() && lo % n == 0 {
+    if n.is_power_of_two() && lo.is_multiple_of(n) {
         out.push(Node {
             level: n.trailing_zeros(),
             index: lo / n,
@@ -189,7 +189,7 @@ fn complete_subtrees(lo: u64, hi: u64, out: &mut Vec<Node>) {
 /// The hash of leaves `[lo, hi)`, from the hashes of complete subtrees.
 fn range_hash(lo: u64, hi: u64, get: &dyn Fn(Node) -> Option<Hash>) -> Option<Hash> {
     let n = hi - lo;
-    if n.is_power_of_two() && lo % n == 0 {
+    if n.is_power_of_two() && lo.is_multiple_of(n) {
         return get(Node {
             level: n.trailing_zeros(),
             index: lo / n,

@@ -232,7 +232,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if refused > 0 {
-        output::warn(&format!(
+        output::warn(format!(
             "{refused} refusal(s): a witness refused a checkpoint; see LAST ERROR"
         ));
     }

@@ -71,7 +71,7 @@ async fn checkpoints_are_published_and_a_witness_refuses_a_rewrite(db: Db) {
     // A tenant's proof, checked offline with the log key and the witness.
     let proof = prove_request(&store, "acme", "req_000003").await.unwrap();
     let proven = proof
-        .verify(&[test_key().verifier()], &[cosigner.clone()])
+        .verify(&[test_key().verifier()], std::slice::from_ref(&cosigner))
         .unwrap();
     assert_eq!(proven.seq, 5);
     assert_eq!(proven.witnesses, ["witness.test/w1"]);
