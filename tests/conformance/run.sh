@@ -4,7 +4,8 @@
 #
 # Installs the pinned SDKs (idempotent: skipped while the pins are
 # unchanged), starts `treaty demo --serve --port 0` in a fresh temp dir,
-# runs both suites against it, and always stops that server by its PID.
+# runs both suites against it, stops that server by its PID, and then has
+# an independent Python verifier check the ledger it left (verifier/).
 # Prints only the test runners' output on success; install or server logs
 # are shown when something fails. Exits non-zero if either suite failed.
 #
@@ -125,6 +126,13 @@ failed=0
 PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/python" \
   || failed=1
 node --test --test-reporter=spec "$node_dir/" || failed=1
+
+# The ledger's evidence, checked by a verifier that is not Treaty's code:
+# after the gateway stopped (and signed its last checkpoint), Python with
+# `cryptography` checks a checkpoint, an inclusion proof and a receipt.
+stop_server
+TREATY_BIN="$bin" TREATY_DEMO_DIR="$tmp/demo" PYTHONDONTWRITEBYTECODE=1 \
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/verifier" || failed=1
 
 if [[ "$failed" -ne 0 ]]; then
   show_server_log

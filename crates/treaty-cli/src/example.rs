@@ -74,7 +74,7 @@ mod tests {
                     .to_string_lossy()
                     .into_owned();
                 // Runtime files a local `treaty serve` may leave behind.
-                if !rel.ends_with(".db") && !rel.contains(".db-") {
+                if !rel.ends_with(".db") && !rel.contains(".db-") && !rel.ends_with(".ledger.key") {
                     out.push(rel);
                 }
             }

@@ -44,6 +44,13 @@ pub enum Command {
     /// Verify, report on and export the ledger of decisions.
     #[command(subcommand)]
     Ledger(commands::ledger::LedgerCommand),
+    /// Verify a placement receipt offline (and, with a proof, that its
+    /// decision is in the log), or re-issue a past request's receipt.
+    #[command(subcommand)]
+    Receipt(commands::receipt::ReceiptCommand),
+    /// Run a transparency-log witness: cosign a log's checkpoints only while
+    /// each extends the last one cosigned.
+    Witness(commands::witness::WitnessArgs),
     /// Write a self-contained HTML report of the ledger, with charts.
     Report(commands::report::HtmlReportArgs),
     /// Create, list and revoke virtual API keys.
@@ -76,6 +83,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Keys(cmd) => commands::keys::run(cmd).await,
             Command::Contracts(cmd) => commands::contracts::run(cmd).await,
             Command::Ledger(cmd) => commands::ledger::run(cmd).await,
+            Command::Receipt(cmd) => commands::receipt::run(cmd).await,
+            Command::Witness(args) => commands::witness::run(args).await,
             Command::Report(args) => commands::report::run(args).await,
             Command::Emulate(args) => commands::emulate::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,

@@ -32,7 +32,82 @@ async fn the_demo_ledger_verifies_reports_and_catches_an_edit() {
 
     let key = treaty(&["ledger", "pubkey", "--config", cfg]);
     let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
-    assert_eq!(key.len(), 64, "hex ed25519 public key: {key}");
+    // name+hexid+base64 (the base64 may itself hold '+').
+    let parts: Vec<&str> = key.splitn(3, '+').collect();
+    assert!(
+        parts.len() == 3 && parts[1].len() == 8 && parts[1].chars().all(|c| c.is_ascii_hexdigit()),
+        "a C2SP verifier key: {key}"
+    );
+    let pubkey = dir.path().join("log.pub");
+    std::fs::write(&pubkey, &key).unwrap();
+    let pubkey = pubkey.to_str().unwrap();
+    // The key file was created beside the store, readable by its owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(dir.path().join("treaty.ledger.key")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+
+    // The auditor holds the latest checkpoint, out of the store.
+    let status = treaty(&["ledger", "status", "--config", cfg, "--format", "json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let held = dir.path().join("held.checkpoint");
+    std::fs::write(&held, status["latest_checkpoint"]["note"].as_str().unwrap()).unwrap();
+    let held = held.to_str().unwrap();
+    let pinned = treaty(&[
+        "ledger",
+        "verify",
+        "--config",
+        cfg,
+        "--pubkey",
+        pubkey,
+        "--checkpoint",
+        held,
+    ]);
+    assert!(pinned.status.success(), "{}", text(&pinned));
+    assert!(
+        text(&pinned).contains("held outside the store match"),
+        "{}",
+        text(&pinned)
+    );
+
+    // A receipt re-issued for a served request verifies offline; an
+    // altered one does not.
+    let lines: Vec<Value> = String::from_utf8_lossy(
+        &treaty(&["ledger", "export", "--config", cfg, "--format", "jsonl"]).stdout,
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    let rid = lines
+        .iter()
+        .find(|l| l["kind"] == "outcome" && l["record"]["served_by"].is_string())
+        .map(|l| l["record"]["request_id"].as_str().unwrap().to_owned())
+        .unwrap();
+    let receipt = treaty(&["receipt", "issue", "--config", cfg, &rid]);
+    assert!(receipt.status.success(), "{}", text(&receipt));
+    let receipt = String::from_utf8_lossy(&receipt.stdout).trim().to_owned();
+    let proof = treaty(&["ledger", "proof", "--config", cfg, &rid]);
+    let proof_file = dir.path().join("proof.json");
+    std::fs::write(&proof_file, &proof.stdout).unwrap();
+    let checked = treaty(&[
+        "receipt",
+        "verify",
+        &receipt,
+        "--pubkey",
+        pubkey,
+        "--proof",
+        proof_file.to_str().unwrap(),
+        "--checkpoint",
+        held,
+    ]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    assert!(text(&checked).contains("in the log"), "{}", text(&checked));
+    let (body, sig) = receipt.split_once('.').unwrap();
+    let altered = format!("{}A.{sig}", &body[..body.len() - 1]);
+    let refused = treaty(&["receipt", "verify", &altered, "--pubkey", pubkey]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
 
     let export = treaty(&["ledger", "export", "--config", cfg, "--format", "jsonl"]);
     let lines: Vec<Value> = String::from_utf8_lossy(&export.stdout)
@@ -77,4 +152,39 @@ async fn the_demo_ledger_verifies_reports_and_catches_an_edit() {
         out.contains("seq 3") || out.contains("record 3"),
         "names the first bad record: {out}"
     );
+
+    // Cut the tail and move the head back: only the checkpoint held
+    // outside the store shows it.
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE ledger_records SET payload = replace(payload, '\"evil\"', '\"acme\"') WHERE seq = 3")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM ledger_records WHERE seq > 10")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM ledger_checkpoints WHERE seq > 10")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE ledger_head SET seq = 10, hash = (SELECT hash FROM ledger_records WHERE seq = 10) WHERE id = 1",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let cut = treaty(&[
+        "ledger",
+        "verify",
+        "--config",
+        cfg,
+        "--pubkey",
+        pubkey,
+        "--checkpoint",
+        held,
+    ]);
+    assert_eq!(cut.status.code(), Some(1), "{}", text(&cut));
+    assert!(text(&cut).contains("truncated"), "{}", text(&cut));
 }

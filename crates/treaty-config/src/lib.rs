@@ -64,6 +64,31 @@ pub struct LedgerConfig {
     pub checkpoint_every: u64,
     /// ...or this often, whichever comes first.
     pub checkpoint_interval: Duration,
+    /// The log's signing key, outside the store; `None`: a key file beside
+    /// the SQLite store, created on first start.
+    pub signing_key: Option<LedgerKeyConfig>,
+    /// An append-only directory each checkpoint is written to (absolute).
+    pub publish_dir: Option<PathBuf>,
+    /// Endpoints each checkpoint note is POSTed to.
+    pub publish_urls: Vec<String>,
+    /// Witnesses asked to cosign each checkpoint.
+    pub witnesses: Vec<WitnessConfig>,
+}
+
+/// Where the ledger's signing key is: a key file (as `treaty ledger keygen`
+/// writes it), or an environment variable holding the same text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerKeyConfig {
+    File(PathBuf),
+    Env { name: String, value: Secret },
+}
+
+/// A tlog-witness: its URL prefix and its cosigner key
+/// (`name+id+base64`, type 0x04).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessConfig {
+    pub url: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone)]

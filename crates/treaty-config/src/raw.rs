@@ -51,6 +51,19 @@ pub(crate) struct RawLedger {
     pub max_batch: Option<usize>,
     pub checkpoint_every: Option<u64>,
     pub checkpoint_interval: Option<String>,
+    pub signing_key: Option<RawSecret>,
+    pub publish_dir: Option<String>,
+    #[serde(default)]
+    pub publish_urls: Vec<String>,
+    #[serde(default)]
+    pub witnesses: Vec<RawWitness>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWitness {
+    pub url: String,
+    pub key: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -234,3 +234,42 @@ fn gemini_settings_belong_to_gemini_hosts_with_a_credential() {
     let err = load(&gemini_host("api_style = \"v1\"\n")).unwrap_err();
     assert_eq!(err.key(), Some("hosts[0].api_style"));
 }
+
+#[test]
+fn the_ledger_key_lives_outside_the_config_and_the_store() {
+    let with = |ledger: &str| load(&format!("{MINIMAL}\n[ledger]\n{ledger}\n"));
+    assert_eq!(load(MINIMAL).unwrap().ledger.signing_key, None);
+    let c = with(r#"signing_key = { file = "keys/ledger.key" }"#).unwrap();
+    assert_eq!(
+        c.ledger.signing_key,
+        Some(LedgerKeyConfig::File("/etc/treaty/keys/ledger.key".into()))
+    );
+    let c = with(r#"signing_key = { env = "AZ_KEY" }"#).unwrap();
+    assert!(matches!(
+        c.ledger.signing_key,
+        Some(LedgerKeyConfig::Env { .. })
+    ));
+    assert!(
+        !format!("{c:?}").contains("sk-test-secret"),
+        "never printed"
+    );
+    let err = with(r#"signing_key = "PRIVATE+KEY+x+1+AAAA""#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ledger.signing_key") && err.contains("keygen"),
+        "{err}"
+    );
+    let err = with(r#"signing_key = { env = "NOPE" }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NOPE is not set"), "{err}");
+    let c = with(
+        "publish_dir = \"cps\"\npublish_urls = [\"https://a.example/cp\"]\n\
+         [[ledger.witnesses]]\nurl = \"https://w.example\"\nkey = \"w.example/w1+01020304+BAAA\"",
+    )
+    .unwrap();
+    assert_eq!(c.ledger.publish_dir, Some("/etc/treaty/cps".into()));
+    assert_eq!(c.ledger.witnesses.len(), 1);
+    assert!(with("publish_urls = [\"ftp://x\"]").is_err());
+}

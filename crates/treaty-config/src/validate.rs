@@ -265,6 +265,7 @@ pub(crate) fn validate(
             false,
         )?,
     };
+    let signing_key = ledger_key(raw.ledger.signing_key.take(), base_dir, env)?;
     let l = &raw.ledger;
     let strict = match l.durability.as_deref().unwrap_or("strict") {
         "strict" => true,
@@ -303,6 +304,10 @@ pub(crate) fn validate(
             Duration::from_secs(10),
             false,
         )?,
+        signing_key,
+        publish_dir: raw.ledger.publish_dir.as_deref().map(|d| base_dir.join(d)),
+        publish_urls: ledger_urls(&raw.ledger.publish_urls)?,
+        witnesses: ledger_witnesses(&raw.ledger.witnesses)?,
     };
     let mut commitments = Vec::new();
     for (i, c) in raw.commitments.iter().enumerate() {
@@ -758,6 +763,93 @@ pub(crate) fn secret(
         return Err(ConfigError::invalid(key, "the secret is empty", EXAMPLE));
     }
     Ok(Secret::new(value))
+}
+
+/// `ledger.signing_key`: a file (its path, read by the ledger, which may
+/// also create it) or an environment variable (read now).
+fn ledger_key(
+    raw: Option<RawSecret>,
+    base_dir: &Path,
+    env: &dyn Env,
+) -> Result<Option<crate::LedgerKeyConfig>, ConfigError> {
+    const KEY: &str = "ledger.signing_key";
+    const EXAMPLE: &str = r#"signing_key = { file = "secrets/ledger.key" }  # or { env = "TREATY_LEDGER_KEY" }; create one with `treaty ledger keygen --out FILE`"#;
+    let Some(raw) = raw else { return Ok(None) };
+    let RawSecret::Ref(r) = raw else {
+        return Err(ConfigError::invalid(
+            KEY,
+            "the signing key is never written in the config; name a file or an environment variable",
+            EXAMPLE,
+        ));
+    };
+    match (r.env, r.file) {
+        (None, Some(file)) => Ok(Some(crate::LedgerKeyConfig::File(base_dir.join(file)))),
+        (Some(name), None) => {
+            let value = env
+                .var(&name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        KEY,
+                        format!("environment variable {name} is not set"),
+                        EXAMPLE,
+                    )
+                })?;
+            Ok(Some(crate::LedgerKeyConfig::Env {
+                name,
+                value: Secret::new(value.trim()),
+            }))
+        }
+        _ => Err(ConfigError::invalid(
+            KEY,
+            "give exactly one of `env` or `file`",
+            EXAMPLE,
+        )),
+    }
+}
+
+fn ledger_urls(urls: &[String]) -> Result<Vec<String>, ConfigError> {
+    for (i, u) in urls.iter().enumerate() {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                format!("ledger.publish_urls[{i}]"),
+                format!("{u:?} is not an http(s) URL"),
+                r#"publish_urls = ["https://audit.example.com/treaty/checkpoints"]"#,
+            ));
+        }
+    }
+    Ok(urls.to_vec())
+}
+
+fn ledger_witnesses(
+    raw: &[crate::raw::RawWitness],
+) -> Result<Vec<crate::WitnessConfig>, ConfigError> {
+    const EXAMPLE: &str = r#"[[ledger.witnesses]]
+url = "https://witness.example.com"
+key = "witness.example.com/w1+1c4b2f3e+BGb..."  # as `treaty witness` prints it"#;
+    raw.iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(ConfigError::invalid(
+                    format!("ledger.witnesses[{i}].url"),
+                    format!("{:?} is not an http(s) URL", w.url),
+                    EXAMPLE,
+                ));
+            }
+            if w.key.split('+').count() < 3 {
+                return Err(ConfigError::invalid(
+                    format!("ledger.witnesses[{i}].key"),
+                    "a witness key is name+id+base64",
+                    EXAMPLE,
+                ));
+            }
+            Ok(crate::WitnessConfig {
+                url: w.url.clone(),
+                key: w.key.clone(),
+            })
+        })
+        .collect()
 }
 
 fn id<T: std::str::FromStr<Err = treaty_domain::IdError>>(

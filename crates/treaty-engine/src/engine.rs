@@ -46,6 +46,8 @@ pub enum BuildError {
     Policy(#[from] PolicyError),
     #[error("cannot open the ledger: {0}")]
     Ledger(#[from] treaty_ledger::LedgerError),
+    #[error("ledger.witnesses: the key of {url}: {detail}")]
+    WitnessKey { url: String, detail: String },
     #[error("cannot set up host {host}: {source}")]
     Provider {
         host: String,
@@ -62,22 +64,7 @@ impl Engine {
         store: Store,
         env: &dyn Env,
     ) -> Result<Arc<Engine>, BuildError> {
-        let l = &config.ledger;
-        let ledger = treaty_ledger::Ledger::open(
-            store.clone(),
-            treaty_ledger::LedgerSettings {
-                durability: if l.strict {
-                    treaty_ledger::Durability::Strict
-                } else {
-                    treaty_ledger::Durability::Batched
-                },
-                max_batch: l.max_batch,
-                checkpoint_every: l.checkpoint_every,
-                checkpoint_interval: l.checkpoint_interval,
-                ..treaty_ledger::LedgerSettings::default()
-            },
-        )
-        .await?;
+        let ledger = treaty_ledger::Ledger::open(store.clone(), ledger_settings(&config)?).await?;
         Engine::build(config, store, ledger, env)
     }
 
@@ -201,6 +188,58 @@ impl Engine {
     pub fn forget_key(&self, secret_hash: &str) {
         self.keys.forget(secret_hash);
     }
+}
+
+/// The ledger's settings from a validated config: durability, batching,
+/// checkpoints, where the signing key comes from (never the store) and
+/// where checkpoints are published.
+pub fn ledger_settings(config: &Config) -> Result<treaty_ledger::LedgerSettings, BuildError> {
+    use treaty_config::LedgerKeyConfig;
+    use treaty_ledger::{Durability, PublishSettings, SignerSource, WitnessTarget};
+    let l = &config.ledger;
+    let key = match &l.signing_key {
+        None => SignerSource::Auto,
+        Some(LedgerKeyConfig::File(path)) => SignerSource::File {
+            path: path.clone(),
+            generate: false,
+        },
+        Some(LedgerKeyConfig::Env { name, value }) => SignerSource::Env {
+            name: name.clone(),
+            value: value.expose().to_owned(),
+        },
+    };
+    let witnesses = l
+        .witnesses
+        .iter()
+        .map(|w| {
+            Ok(WitnessTarget {
+                url: w.url.clone(),
+                key: treaty_ledger::note::VerifierKey::parse(&w.key).map_err(|e| {
+                    BuildError::WitnessKey {
+                        url: w.url.clone(),
+                        detail: e.to_string(),
+                    }
+                })?,
+            })
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    Ok(treaty_ledger::LedgerSettings {
+        durability: if l.strict {
+            Durability::Strict
+        } else {
+            Durability::Batched
+        },
+        max_batch: l.max_batch,
+        checkpoint_every: l.checkpoint_every,
+        checkpoint_interval: l.checkpoint_interval,
+        key,
+        publish: PublishSettings {
+            dir: l.publish_dir.clone(),
+            urls: l.publish_urls.clone(),
+            witnesses,
+        },
+        ..treaty_ledger::LedgerSettings::default()
+    })
 }
 
 /// Whether `presented` hashes to `expected`, compared in constant time.

@@ -34,7 +34,7 @@ pub mod tool;
 pub use call::{Answer, Call, Full, ModelRequest, Placed};
 pub use caller::Caller;
 pub use dispatch::{Attempt, client_facing};
-pub use engine::{BuildError, Engine, digest_matches};
+pub use engine::{BuildError, Engine, digest_matches, ledger_settings};
 pub use error::{Code, Error};
 pub use state::{Held, Owner, StateAsk};
 pub use stream::{CallStream, End, StreamItem};

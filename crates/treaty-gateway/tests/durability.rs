@@ -113,7 +113,9 @@ async fn strict_a_decision_that_cannot_be_recorded_reaches_no_host() {
     let id = r.headers["x-request-id"].to_str().unwrap().to_owned();
 
     set_ledger_broken(&h, false).await;
-    let ok = h.post_with("/v1/chat/completions", &PIN, chat("again")).await;
+    let ok = h
+        .post_with("/v1/chat/completions", &PIN, chat("again"))
+        .await;
     assert_eq!(ok.status, 200, "the gateway recovers: {}", ok.text());
     let all = records(&h).await;
     assert!(of(&all, &id, "decision").is_empty());
@@ -132,7 +134,10 @@ async fn batched_an_answer_whose_decision_is_not_durable_is_withheld_and_its_cos
     let body = r.json();
     assert_eq!(body["error"]["code"], "ledger_unavailable", "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("withheld"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("withheld"),
         "{body}"
     );
     assert!(body.get("choices").is_none(), "the answer is not delivered");
@@ -151,7 +156,9 @@ async fn batched_an_answer_whose_decision_is_not_durable_is_withheld_and_its_cos
     let stream_id = s.headers["x-request-id"].to_str().unwrap().to_owned();
 
     set_ledger_broken(&h, false).await;
-    let ok = h.post_with("/v1/chat/completions", &PIN, chat("again")).await;
+    let ok = h
+        .post_with("/v1/chat/completions", &PIN, chat("again"))
+        .await;
     assert_eq!(ok.status, 200, "the gateway recovers: {}", ok.text());
     let all = records(&h).await;
     assert!(
@@ -165,8 +172,15 @@ async fn batched_an_answer_whose_decision_is_not_durable_is_withheld_and_its_cos
     assert_eq!(o["error"], "ledger_unavailable", "{o}");
     assert_eq!(o["served_by"], "azure-a", "{o}");
     assert!(o["prompt_tokens"].as_u64().unwrap() > 0, "{o}");
-    assert!(o["cost_micros"].as_i64().unwrap() > 0, "the cost is real: {o}");
-    assert_eq!(o["attempts"][0]["error"], Value::Null, "the host's attempt succeeded: {o}");
+    assert!(
+        o["cost_micros"].as_i64().unwrap() > 0,
+        "the cost is real: {o}"
+    );
+    assert_eq!(
+        o["attempts"][0]["error"],
+        Value::Null,
+        "the host's attempt succeeded: {o}"
+    );
     let streamed = of(&all, &stream_id, "outcome");
     assert_eq!(streamed.len(), 1, "{all:?}");
     assert_eq!(streamed[0]["error"], "ledger_unavailable");

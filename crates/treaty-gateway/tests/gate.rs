@@ -49,6 +49,7 @@ struct World {
     refused_channel: String,
     workers: Vec<tokio::task::JoinHandle<()>>,
     _emulator: EmulatorHandle,
+    _keys: tempfile::TempDir,
 }
 
 impl Drop for World {
@@ -95,6 +96,13 @@ async fn world(url: &str) -> World {
     config.contracts.as_mut().unwrap().reading = "reading-openai".to_owned();
     config.routing.health_check_interval = Duration::ZERO;
     config.agents.poll_interval = Duration::from_millis(20);
+    // Replicas on PostgreSQL share one configured signing key.
+    let keys = tempfile::tempdir().unwrap();
+    if url.starts_with("postgres") {
+        let key = keys.path().join("ledger.key");
+        treaty_ledger::keygen(&key, "treaty-gate-test").unwrap();
+        config.ledger.signing_key = Some(treaty_config::LedgerKeyConfig::File(key));
+    }
     let mut on_aws = config.clone();
     on_aws.instance = treaty_domain::Instance {
         id: "treaty-aws-useast1".into(),
@@ -126,6 +134,7 @@ async fn world(url: &str) -> World {
         refused_channel,
         workers,
         _emulator: emulator,
+        _keys: keys,
     }
 }
 

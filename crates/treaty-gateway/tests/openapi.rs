@@ -422,7 +422,7 @@ fn references(v: &Value, at: &str, out: &mut Vec<(String, String)>) {
 /// `.route("PATH", get(..).post(..)...)` call, however it is split over
 /// lines.
 fn routed() -> BTreeSet<(String, String)> {
-    let src = include_str!("../src/lib.rs");
+    let src = include_str!("../src/app.rs");
     let mut out = BTreeSet::new();
     let mut rest = src;
     while let Some(at) = rest.find(".route(") {

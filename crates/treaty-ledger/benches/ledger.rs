@@ -1,7 +1,8 @@
-//! Ledger benchmarks: durable appends per second with group commit,
-//! strict-mode append latency at concurrency 1 and 64, and verification
-//! throughput, on a SQLite file (and PostgreSQL when one answers at
-//! TREATY_TEST_PG).
+//! Ledger benchmarks: durable appends per second with group commit (the
+//! Merkle tree kept in the same commit), strict-mode append latency at
+//! concurrency 1 and 64, verification throughput, inclusion-proof
+//! generation latency, and one receipt's signing cost, on a SQLite file
+//! (and PostgreSQL when one answers at TREATY_TEST_PG).
 //!
 //! `cargo bench -p treaty-ledger --bench ledger`
 //!
@@ -106,9 +107,16 @@ async fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> Store {
     Store::open(&url).await.unwrap()
 }
 
+fn key() -> treaty_ledger::note::SecretKey {
+    treaty_ledger::note::SecretKey::from_seed("bench.example/ledger", [7; 32]).unwrap()
+}
+
 fn settings(durability: Durability) -> LedgerSettings {
     LedgerSettings {
         durability,
+        key: treaty_ledger::SignerSource::Signer(
+            treaty_ledger::KeySigner::new(key(), "bench").shared(),
+        ),
         ..LedgerSettings::default()
     }
 }
@@ -272,6 +280,59 @@ fn verification(c: &mut Criterion) {
         .unwrap();
     let per_min = RECORDS as f64 / start.elapsed().as_secs_f64() * 60.0;
     eprintln!("sqlite verify: {per_min:.0} records/min");
+
+    // Inclusion proofs against the latest checkpoint, for records spread
+    // over the whole log (the API's GET /v1/ledger/proofs/{id} path, minus
+    // the lookup by request id, which is one indexed read).
+    let mut lat = Vec::with_capacity(2000);
+    rt.block_on(async {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let seq = 1 + x % RECORDS;
+            let t = Instant::now();
+            let p = treaty_ledger::prove_seq(&store, seq).await.unwrap();
+            lat.push(t.elapsed());
+            assert_eq!(p.seq, seq);
+        }
+    });
+    lat.sort();
+    eprintln!(
+        "sqlite inclusion proof over {RECORDS} records: p50 {:?}, p99 {:?}, max {:?} (2000 proofs)",
+        pct(&lat, 0.50),
+        pct(&lat, 0.99),
+        lat[lat.len() - 1]
+    );
+}
+
+/// One receipt: canonical bytes and leaf hash of the decision, then one
+/// Ed25519 signature (what the gateway adds per response).
+fn receipts(c: &mut Criterion) {
+    let Entry::Decision(d) = decision(1) else {
+        return;
+    };
+    let signer = treaty_ledger::KeySigner::new(key(), "bench");
+    let vkey = key().verifier();
+    let mut group = c.benchmark_group("receipt");
+    group.bench_function("build_and_sign", |b| {
+        b.iter(|| {
+            treaty_ledger::Receipt::for_decision(&d, 12345, Some("azure-eastus"), &vkey, 1)
+                .unwrap()
+                .sign(&signer)
+                .unwrap()
+        })
+    });
+    group.bench_function("ed25519_sign_only", |b| {
+        b.iter(|| {
+            treaty_ledger::Signer::sign(
+                &signer,
+                b"a receipt-sized message of about three hundred bytes",
+            )
+        })
+    });
+    group.finish();
 }
 
 fn postgres(c: &mut Criterion) {
@@ -322,7 +383,7 @@ fn postgres(c: &mut Criterion) {
     rt.block_on(treaty_store::test_pg::drop_database(&url));
 }
 
-criterion_group!(benches, appends, strict, verification, postgres);
+criterion_group!(benches, receipts, appends, strict, verification, postgres);
 
 fn main() {
     benches();

@@ -217,6 +217,15 @@ fn csv_cells(entry: &Entry) -> Vec<String> {
                 opt(&o.error),
             ]);
         }
+        Entry::Key(k) => {
+            // The key change goes where a refusal's reason would.
+            cells[17] = format!(
+                "key {} replaces {}: {}",
+                k.key,
+                k.previous.as_deref().unwrap_or("none"),
+                k.reason
+            );
+        }
     }
     cells
 }

@@ -105,7 +105,9 @@ pub async fn html_report(
         .map(|b| bucket_label(start + b as i64 * width, width))
         .collect();
     let head = store.ledger_head().await?;
-    let key = crate::key::stored_pubkey(store).await?;
+    let key = crate::key::active_key(store)
+        .await?
+        .map(|k| crate::PublicKey(k.key));
     Ok(page(&data, &labels, width_name, range, &head, key))
 }
 

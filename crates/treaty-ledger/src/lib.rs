@@ -3,11 +3,16 @@
 //!
 //! Every request leaves a [`DecisionRecord`] (durable before it reaches a
 //! host) and an [`OutcomeRecord`] (what happened). Records are kept in one
-//! append-only SHA-256 hash chain per deployment, committed in groups by
+//! append-only SHA-256 hash chain per deployment and, over the same
+//! records, an RFC 9162 Merkle tree ([`merkle`]), committed in groups by
 //! one writer task per [`Ledger`] (so a burst costs one sync, not one per
 //! request), with sequence numbers allocated under a single head-row lock
-//! so several gateway replicas on PostgreSQL still build one chain. An
-//! ed25519 key kept in the store signs `(seq, head hash)` checkpoints.
+//! so several gateway replicas on PostgreSQL still build one log. A key
+//! kept *outside* the store ([`Signer`]) signs C2SP checkpoints ([`note`]),
+//! which leave the store ([`PublishSettings`]: a directory, HTTP, and
+//! witnesses that cosign only consistent growth, [`witness`]); receipts
+//! ([`Receipt`]) and inclusion proofs ([`InclusionProof`]) let a client
+//! prove its own records to anyone.
 //!
 //! Around the chain: [`verify`] recomputes it and names the first bad
 //! sequence number, [`report`] / [`export`] / [`html_report`] read it for
@@ -23,12 +28,19 @@ mod chain;
 mod export;
 mod html;
 mod key;
+pub mod merkle;
+pub mod note;
+mod proof;
+mod publish;
+mod receipt;
 mod record;
 mod report;
 mod scan;
+mod signer;
 mod simulate;
 mod svg;
 mod verify;
+pub mod witness;
 mod writer;
 
 use std::sync::Arc;
@@ -36,13 +48,19 @@ use std::sync::Arc;
 pub use chain::{CHECKPOINT_DOMAIN, GENESIS, checkpoint_message, link};
 pub use export::{Format, export, export_with_progress};
 pub use html::html_report;
-pub use key::{PublicKey, pubkey};
+pub use key::{PublicKey, active_key, log_keys, pubkey};
+pub use proof::{InclusionProof, ProofError, ProvenRecord, prove_request, prove_seq};
+pub use publish::{PublishSettings, WitnessTarget};
+pub use receipt::{RECEIPT_DOMAIN, Receipt, ReceiptError, decision_leaf};
 pub use record::{
-    AttemptRecord, DecisionRecord, Entry, HostVerdict, Kind, OutcomeRecord, RequestFeatures,
-    RuntimeVerdict, ShadowVerdict, ToolVerdict,
+    AttemptRecord, DecisionRecord, Entry, HostVerdict, KeyRecord, Kind, OutcomeRecord,
+    RequestFeatures, RuntimeVerdict, ShadowVerdict, ToolVerdict,
 };
 pub use report::{Dimension, ReportRow, report, report_cells, report_columns, write_report_csv};
 pub use scan::TimeRange;
+pub use signer::{
+    KeySigner, Signer, SignerSource, default_origin, keygen, signer_for, write_key_file,
+};
 pub use simulate::{
     ClauseImpact, GroupImpact, HostMove, Impact, Redecision, SimulationReport, Verdicts, simulate,
 };
@@ -77,6 +95,8 @@ pub enum LedgerError {
     Io(#[from] std::io::Error),
     #[error("cannot write CSV: {0}")]
     Csv(#[from] csv::Error),
+    #[error("cannot publish checkpoints: {0}")]
+    Publish(String),
 }
 
 pub(crate) fn now_ms() -> i64 {

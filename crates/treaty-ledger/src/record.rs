@@ -197,6 +197,20 @@ pub struct OutcomeRecord {
     pub error: Option<String>,
 }
 
+/// A change of the key that signs the log, recorded in the log itself so
+/// that the change is covered by the checkpoints after it (and, when the
+/// previous key was at hand, by one it signed too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub at_ms: i64,
+    /// The note verifier key now signing (`name+id+base64`).
+    pub key: String,
+    /// The key it replaces; `None` for the log's first key.
+    pub previous: Option<String>,
+    /// Why the key changed.
+    pub reason: String,
+}
+
 /// What [`crate::Ledger::append`] takes.
 ///
 /// The variants differ in size (a decision lists host verdicts), but an
@@ -207,6 +221,7 @@ pub struct OutcomeRecord {
 pub enum Entry {
     Decision(DecisionRecord),
     Outcome(OutcomeRecord),
+    Key(KeyRecord),
 }
 
 /// The kind of a record. Its one-byte code is what the hash covers; its
@@ -216,6 +231,7 @@ pub enum Entry {
 pub enum Kind {
     Decision,
     Outcome,
+    Key,
 }
 
 impl Kind {
@@ -223,6 +239,7 @@ impl Kind {
         match self {
             Kind::Decision => "decision",
             Kind::Outcome => "outcome",
+            Kind::Key => "key",
         }
     }
 
@@ -231,6 +248,7 @@ impl Kind {
         match self {
             Kind::Decision => 1,
             Kind::Outcome => 2,
+            Kind::Key => 3,
         }
     }
 
@@ -238,6 +256,7 @@ impl Kind {
         match name {
             "decision" => Some(Kind::Decision),
             "outcome" => Some(Kind::Outcome),
+            "key" => Some(Kind::Key),
             _ => None,
         }
     }
@@ -248,13 +267,17 @@ impl Entry {
         match self {
             Entry::Decision(_) => Kind::Decision,
             Entry::Outcome(_) => Kind::Outcome,
+            Entry::Key(_) => Kind::Key,
         }
     }
 
-    pub fn request_id(&self) -> &str {
+    /// The request the record belongs to; a key record's is `key:` and
+    /// the key's id.
+    pub fn request_id(&self) -> String {
         match self {
-            Entry::Decision(d) => &d.request_id,
-            Entry::Outcome(o) => &o.request_id,
+            Entry::Decision(d) => d.request_id.clone(),
+            Entry::Outcome(o) => o.request_id.clone(),
+            Entry::Key(k) => format!("key:{}", k.key.split('+').nth(1).unwrap_or("")),
         }
     }
 
@@ -262,6 +285,7 @@ impl Entry {
         match self {
             Entry::Decision(d) => d.at_ms,
             Entry::Outcome(o) => o.at_ms,
+            Entry::Key(k) => k.at_ms,
         }
     }
 
@@ -270,6 +294,7 @@ impl Entry {
         match self {
             Entry::Decision(d) => serde_json::to_string(d),
             Entry::Outcome(o) => serde_json::to_string(o),
+            Entry::Key(k) => serde_json::to_string(k),
         }
         .map_err(|e| LedgerError::Encode(e.to_string()))
     }
@@ -279,6 +304,7 @@ impl Entry {
         Ok(match kind {
             Kind::Decision => Entry::Decision(serde_json::from_str(payload)?),
             Kind::Outcome => Entry::Outcome(serde_json::from_str(payload)?),
+            Kind::Key => Entry::Key(serde_json::from_str(payload)?),
         })
     }
 }
@@ -383,6 +409,14 @@ mod tests {
         assert_eq!(Kind::parse("decision"), Some(Kind::Decision));
         assert_eq!(Kind::parse("outcome"), Some(Kind::Outcome));
         assert_eq!(Kind::parse("other"), None);
-        assert_eq!((Kind::Decision.code(), Kind::Outcome.code()), (1, 2));
+        assert_eq!(
+            (
+                Kind::Decision.code(),
+                Kind::Outcome.code(),
+                Kind::Key.code()
+            ),
+            (1, 2, 3)
+        );
+        assert_eq!(Kind::parse("key"), Some(Kind::Key));
     }
 }

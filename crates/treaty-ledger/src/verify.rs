@@ -1,4 +1,5 @@
-//! `verify`: recompute the chain and check every signed checkpoint.
+//! `verify`: recompute the chain and the Merkle tree, and check every
+//! signed checkpoint, those in the store and those held outside it.
 //!
 //! Records are streamed in seq order a page at a time (constant memory);
 //! every hash is recomputed from the previous one and compared with the
@@ -19,8 +20,23 @@
 //! | `head_mismatch` | the head's hash is not the last record's |
 //! | `checkpoint_forged` | a checkpoint's signature is not the key's |
 //! | `checkpoint_foreign_key` | a checkpoint was signed by another key |
-//! | `checkpoint_mismatch` | a validly signed checkpoint disagrees with the chain: the chain was rewritten after it was signed |
+//! | `checkpoint_mismatch` | a validly signed checkpoint disagrees with the chain or the tree: the log was rewritten after it was signed |
+//! | `checkpoint_deleted` | a checkpoint held outside the store (a file, a witness) is no longer in it |
+//! | `tree_mismatch` | the head's Merkle tree does not match the records |
 //! | `corrupt` | a row is unreadable (unknown kind, a hash of the wrong size) |
+//!
+//! Keys: checkpoints must be signed by one of the keys the auditor pinned
+//! (`--pubkey FILE`: verifier keys, one a line, or earlier versions' 64
+//! hex characters); without any, by one of the keys the store lists, which
+//! proves only that the store agrees with itself.
+//!
+//! Checkpoints held outside the store (`--checkpoint FILE`, a witness's
+//! state) are what bind the operator: each must be signed by a pinned key,
+//! its root must be the root the records recompute to at its size, and it
+//! must still be in the store. A log cut below it is `truncated`; a log
+//! rewritten at or below it, however carefully re-chained and re-signed, is
+//! a `checkpoint_mismatch` naming that checkpoint, and `checkpoint_deleted`
+//! when the store's own copy is gone.
 //!
 //! Naming is a diagnosis made only on the failure path, by trying where
 //! the offending record would fit within a small window around it; the
@@ -48,6 +64,8 @@ use treaty_store::{CheckpointRow, LedgerRow, Store};
 use crate::LedgerError;
 use crate::chain::{self, GENESIS, hash32};
 use crate::key::{self, PublicKey};
+use crate::merkle::{self, Frontier};
+use crate::note::{self, Note, SignedCheckpoint, VerifierKey};
 use crate::record::Kind;
 
 const PAGE: i64 = 5_000;
@@ -60,8 +78,11 @@ pub struct VerifyOptions {
     pub from: Option<u64>,
     /// Last seq to verify (default: to the end, and check the head).
     pub to: Option<u64>,
-    /// The key checkpoints must be signed with; default the store's.
-    pub pubkey: Option<PublicKey>,
+    /// The keys checkpoints must be signed with (pinned by the auditor);
+    /// empty: the keys the store lists.
+    pub keys: Vec<VerifierKey>,
+    /// Checkpoint notes held outside the store, with where each came from.
+    pub checkpoints: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -78,6 +99,8 @@ pub enum ProblemKind {
     CheckpointForged,
     CheckpointForeignKey,
     CheckpointMismatch,
+    CheckpointDeleted,
+    TreeMismatch,
     Corrupt,
 }
 
@@ -95,6 +118,8 @@ impl ProblemKind {
             ProblemKind::CheckpointForged => "checkpoint_forged",
             ProblemKind::CheckpointForeignKey => "checkpoint_foreign_key",
             ProblemKind::CheckpointMismatch => "checkpoint_mismatch",
+            ProblemKind::CheckpointDeleted => "checkpoint_deleted",
+            ProblemKind::TreeMismatch => "tree_mismatch",
             ProblemKind::Corrupt => "corrupt",
         }
     }
@@ -158,10 +183,16 @@ pub struct VerifyReport {
     pub head_seq: u64,
     /// Hex.
     pub head_hash: String,
-    pub key: Option<PublicKey>,
+    /// Base64 of the Merkle root the records recompute to (when verified
+    /// from the first record).
+    pub tree_root: Option<String>,
+    /// The keys checkpoints were checked against (verifier keys).
+    pub keys: Vec<String>,
     pub key_source: KeySource,
-    /// A key was given and the store holds another one.
+    /// Keys were given and the store's active key is not among them.
     pub stored_key_differs: bool,
+    /// Checkpoints held outside the store that were matched.
+    pub external_checkpoints: u64,
     pub problem: Option<Problem>,
 }
 
@@ -173,6 +204,11 @@ fn problem(seq: u64, kind: ProblemKind, detail: impl Into<String>) -> Problem {
     }
 }
 
+fn base64_of(h: &[u8; 32]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(h)
+}
+
 /// Verifies the chain; `progress(done, total)` is called after each page.
 pub async fn verify(
     store: &Store,
@@ -180,16 +216,43 @@ pub async fn verify(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<VerifyReport, LedgerError> {
     let head = store.ledger_head().await?;
-    let stored_key = key::stored_pubkey(store).await?;
-    let (key, key_source) = match (options.pubkey, stored_key) {
-        (Some(k), _) => (Some(k), KeySource::Given),
-        (None, Some(k)) => (Some(k), KeySource::Stored),
-        (None, None) => (None, KeySource::None),
+    let stored = key::log_keys(store).await?;
+    let (keys, key_source) = if !options.keys.is_empty() {
+        (options.keys.clone(), KeySource::Given)
+    } else if !stored.is_empty() {
+        (stored.clone(), KeySource::Stored)
+    } else {
+        (Vec::new(), KeySource::None)
     };
+    let stored_key_differs = key_source == KeySource::Given
+        && stored
+            .last()
+            .is_some_and(|active| !keys.iter().any(|k| k.key == active.key));
+    let mut external = Vec::new();
+    for (source, text) in &options.checkpoints {
+        if keys.is_empty() {
+            return Err(LedgerError::Key(
+                "checkpoints held outside the store need the log's public key (--pubkey FILE)"
+                    .into(),
+            ));
+        }
+        let cp = SignedCheckpoint::open(text, &keys).map_err(|e| {
+            LedgerError::Key(format!(
+                "the checkpoint in {source} is not signed by the given key: {e}"
+            ))
+        })?;
+        external.push(External {
+            source: source.clone(),
+            cp,
+        });
+    }
+    external.sort_by_key(|e| e.cp.checkpoint.size);
     let head_seq = head.seq.max(0) as u64;
     let mut v = Verifier {
         store,
-        key,
+        keys: keys.clone(),
+        external: external.into(),
+        frontier: None,
         report: VerifyReport {
             ok: false,
             anchor: Anchor {
@@ -203,13 +266,29 @@ pub async fn verify(
             last_checkpoint: None,
             head_seq,
             head_hash: hex::encode(&head.hash),
-            key,
+            tree_root: None,
+            keys: keys.iter().map(ToString::to_string).collect(),
             key_source,
-            stored_key_differs: matches!((options.pubkey, stored_key), (Some(a), Some(b)) if a != b),
+            stored_key_differs,
+            external_checkpoints: 0,
             problem: None,
         },
     };
-    if let Some(p) = v.run(&options, head_seq, &head.hash, &mut progress).await? {
+    if !v.external.is_empty() && options.from.is_some_and(|f| f > 1) {
+        return Err(LedgerError::Range(
+            "checkpoints held outside the store are checked from the first record: drop --from"
+                .into(),
+        ));
+    }
+    let run = v.run(&options, head_seq, &head.hash, &mut progress).await?;
+    let run = match run {
+        Some(p) => Some(p),
+        None => match v.finish(&head).await? {
+            Some(p) => Some(p),
+            None => v.externals_kept(&options).await?,
+        },
+    };
+    if let Some(p) = run {
         v.report.problem = Some(p);
     } else {
         v.report.ok = true;
@@ -219,8 +298,17 @@ pub async fn verify(
 
 struct Verifier<'s> {
     store: &'s Store,
-    key: Option<PublicKey>,
+    keys: Vec<VerifierKey>,
+    /// Checkpoints held outside the store not yet reached, smallest first.
+    external: VecDeque<External>,
+    /// The tree over the records verified so far (from the first record).
+    frontier: Option<Frontier>,
     report: VerifyReport,
+}
+
+struct External {
+    source: String,
+    cp: SignedCheckpoint,
 }
 
 /// Checkpoints in a seq range, fetched a page at a time.
@@ -296,6 +384,9 @@ impl Verifier<'_> {
             Err(p) => return Ok(Some(p)),
         };
         self.report.anchor = anchor;
+        if anchor.kind == AnchorKind::Genesis {
+            self.frontier = Some(Frontier::new());
+        }
         let start = anchor.seq + 1;
         self.report.first = start;
         // Up to the head as read at the start: records a running gateway
@@ -355,6 +446,15 @@ impl Verifier<'_> {
                         self.diagnose(row, &recent, head_seq, &head_hash).await?,
                     ));
                 }
+                if let Some(f) = &mut self.frontier {
+                    f.push(
+                        merkle::record_leaf(seq, kind, row.payload.as_bytes()),
+                        &mut |_, _| {},
+                    );
+                }
+                if let Some(p) = self.external_at(seq) {
+                    return Ok(Some(p));
+                }
                 while let Some(cp) = checkpoints.next_upto(seq).await? {
                     if let Some(p) =
                         self.checkpoint(&cp, (cp.seq as u64 == seq).then_some(&hash))?
@@ -398,6 +498,18 @@ impl Verifier<'_> {
         }
         if !reaches_head {
             return Ok(None);
+        }
+        if let Some(ext) = self.external.front() {
+            let size = ext.cp.checkpoint.size;
+            return Ok(Some(problem(
+                last + 1,
+                ProblemKind::Truncated,
+                format!(
+                    "the checkpoint held outside the store ({}) names {size} records, signed by the log; the log holds {last}: records {} to {size} were cut",
+                    ext.source,
+                    last + 1
+                ),
+            )));
         }
         if prev != head_hash {
             return Ok(Some(problem(
@@ -463,15 +575,22 @@ impl Verifier<'_> {
         let before = from - 1;
         let row_at =
             |rows: Vec<LedgerRow>, seq: u64| rows.into_iter().find(|r| r.seq as u64 == seq);
-        if let (Some(key), Some(cp)) = (
-            self.key,
-            self.store
-                .ledger_checkpoint_at_or_before(before as i64)
-                .await?,
-        ) && cp.seq >= 1
+        if let Some(cp) = self
+            .store
+            .ledger_checkpoint_at_or_before(before as i64)
+            .await?
+            && cp.seq >= 1
             && let Some(hash) = hash32(&cp.hash)
-            && cp.public_key == key.0
-            && chain::checkpoint_signed_by(&key.verifying()?, cp.seq as u64, &hash, &cp.signature)
+            && let Some(key) = self
+                .keys
+                .iter()
+                .find(|k| k.key.as_slice() == cp.public_key.as_slice())
+            && chain::checkpoint_signed_by(
+                &PublicKey(key.key).verifying()?,
+                cp.seq as u64,
+                &hash,
+                &cp.signature,
+            )
         {
             let seq = cp.seq as u64;
             let rows = self.store.ledger_records(cp.seq - 1, cp.seq, 1).await?;
@@ -526,31 +645,41 @@ impl Verifier<'_> {
         })
     }
 
-    /// Checks one checkpoint against the key and the recomputed hash at
-    /// its seq (`None`: the chain has no record there).
+    /// Checks one checkpoint against the keys and the recomputed hash (and
+    /// tree root) at its seq (`None`: the chain has no record there).
     fn checkpoint(
         &mut self,
         cp: &CheckpointRow,
         chain_hash: Option<&[u8; 32]>,
     ) -> Result<Option<Problem>, LedgerError> {
         let seq = cp.seq.max(0) as u64;
-        let Some(key) = self.key else {
+        if self.keys.is_empty() {
             return Ok(Some(problem(
                 seq,
                 ProblemKind::CheckpointForeignKey,
-                "the store holds checkpoints but no checkpoint key: pass the deployment's public key (--pubkey)",
+                "the store holds checkpoints but no key: pass the log's public key (--pubkey)",
             )));
-        };
-        if cp.public_key != key.0 {
+        }
+        let Some(key) = self
+            .keys
+            .iter()
+            .find(|k| k.key.as_slice() == cp.public_key.as_slice())
+        else {
             return Ok(Some(problem(
                 seq,
                 ProblemKind::CheckpointForeignKey,
                 format!(
-                    "the checkpoint at seq {seq} was signed by key {}, not by the ledger's key {key}",
-                    hex::encode(&cp.public_key)
+                    "the checkpoint at seq {seq} was signed by key {}, not by the log's key ({})",
+                    hex::encode(&cp.public_key),
+                    self.keys
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )));
-        }
+        };
+        let key = PublicKey(key.key);
         let Some(hash) = hash32(&cp.hash) else {
             return Ok(Some(problem(
                 seq,
@@ -565,8 +694,13 @@ impl Verifier<'_> {
             return Ok(Some(problem(
                 seq,
                 ProblemKind::CheckpointForged,
-                format!("the checkpoint at seq {seq} is not signed by the ledger's key {key}"),
+                format!("the checkpoint at seq {seq} is not signed by the log's key {key}"),
             )));
+        }
+        if let Some(text) = &cp.note
+            && let Some(p) = self.note(seq, text)
+        {
+            return Ok(Some(p));
         }
         match chain_hash {
             Some(h) if *h == hash => {
@@ -593,6 +727,151 @@ impl Verifier<'_> {
                 ),
             ))),
         }
+    }
+
+    /// Checks a stored checkpoint's note: signed by a trusted key, of this
+    /// size, with the root the records recompute to.
+    fn note(&self, seq: u64, text: &str) -> Option<Problem> {
+        let note = match Note::parse(text) {
+            Ok(n) => n,
+            Err(e) => {
+                return Some(problem(
+                    seq,
+                    ProblemKind::Corrupt,
+                    format!("the checkpoint note at seq {seq}: {e}"),
+                ));
+            }
+        };
+        match note.verify(&self.keys) {
+            Ok(_) => {}
+            Err(note::NoteError::Unsigned(who)) => {
+                return Some(problem(
+                    seq,
+                    ProblemKind::CheckpointForeignKey,
+                    format!(
+                        "the checkpoint note at seq {seq} is not signed by the log's key ({who})"
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Some(problem(
+                    seq,
+                    ProblemKind::CheckpointForged,
+                    format!("the checkpoint note at seq {seq}: {e}"),
+                ));
+            }
+        }
+        let cp = match note::Checkpoint::parse(&note.text) {
+            Ok(cp) => cp,
+            Err(e) => {
+                return Some(problem(
+                    seq,
+                    ProblemKind::Corrupt,
+                    format!("the checkpoint note at seq {seq}: {e}"),
+                ));
+            }
+        };
+        if cp.size != seq {
+            return Some(problem(
+                seq,
+                ProblemKind::CheckpointMismatch,
+                format!(
+                    "the checkpoint stored at seq {seq} is signed for {} records",
+                    cp.size
+                ),
+            ));
+        }
+        if let Some(f) = &self.frontier
+            && f.size() == seq
+            && f.root() != cp.root
+        {
+            return Some(problem(
+                seq,
+                ProblemKind::CheckpointMismatch,
+                format!(
+                    "the signed checkpoint at seq {seq} names another Merkle root than the records: the log was rewritten at or before seq {seq}"
+                ),
+            ));
+        }
+        None
+    }
+
+    /// Checks every checkpoint held outside the store of size `seq`
+    /// against the tree the records recompute to.
+    fn external_at(&mut self, seq: u64) -> Option<Problem> {
+        while let Some(ext) = self.external.front() {
+            if ext.cp.checkpoint.size > seq {
+                return None;
+            }
+            let Some(f) = &self.frontier else { return None };
+            if ext.cp.checkpoint.root != f.root() {
+                return Some(problem(
+                    seq,
+                    ProblemKind::CheckpointMismatch,
+                    format!(
+                        "the checkpoint held outside the store ({}) was signed by the log for {seq} records with root {}; the first {seq} records now hash to {}: the log was rewritten at or before seq {seq}",
+                        ext.source,
+                        base64_of(&ext.cp.checkpoint.root),
+                        base64_of(&f.root())
+                    ),
+                ));
+            }
+            self.report.external_checkpoints += 1;
+            self.external.pop_front();
+        }
+        None
+    }
+
+    /// After a clean scan to the head: the head's tree, and every
+    /// checkpoint held outside the store still in it.
+    async fn finish(
+        &mut self,
+        head: &treaty_store::LedgerHead,
+    ) -> Result<Option<Problem>, LedgerError> {
+        let Some(f) = &self.frontier else {
+            return Ok(None);
+        };
+        if f.size() != head.seq.max(0) as u64 {
+            return Ok(None);
+        }
+        self.report.tree_root = Some(base64_of(&f.root()));
+        let stored = Frontier::from_bytes(head.tree_size.max(0) as u64, &head.frontier);
+        if stored.as_ref().map(Frontier::root) != Some(f.root()) {
+            return Ok(Some(problem(
+                head.seq.max(0) as u64,
+                ProblemKind::TreeMismatch,
+                "the head's Merkle tree is not the tree of the records",
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Every checkpoint held outside the store must still be in it.
+    async fn externals_kept(
+        &self,
+        options: &VerifyOptions,
+    ) -> Result<Option<Problem>, LedgerError> {
+        for (source, text) in &options.checkpoints {
+            let Ok(ext) = SignedCheckpoint::open(text, &self.keys) else {
+                continue;
+            };
+            let size = ext.checkpoint.size;
+            let kept = self.store.ledger_checkpoint(size as i64).await?;
+            let same = kept
+                .and_then(|k| k.note)
+                .and_then(|n| Note::parse(&n).ok())
+                .is_some_and(|n| n.text == ext.note.text);
+            if !same && size > 0 {
+                return Ok(Some(problem(
+                    size,
+                    ProblemKind::CheckpointDeleted,
+                    format!(
+                        "the checkpoint of {size} records held outside the store ({source}) is no longer in the store: its checkpoints were deleted or replaced"
+                    ),
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Names what is wrong with record `row`, whose hash does not follow
@@ -667,6 +946,34 @@ impl Verifier<'_> {
                         "record {k} is not part of the chain: the record after it was written as seq {k}"
                     ),
                 ));
+            }
+            // The record before may have been edited and its hash recomputed
+            // in place: its chain hash then verifies, but the Merkle tree
+            // still holds the leaf it was written with.
+            if k > 1
+                && let Some(before) = self
+                    .store
+                    .ledger_records(k as i64 - 2, k as i64 - 1, 1)
+                    .await?
+                    .into_iter()
+                    .next()
+                && let Some(kind) = Kind::parse(&before.kind)
+            {
+                let id = merkle::stored_index(0, k - 2) as i64;
+                let stored = self.store.ledger_tree_nodes(&[id]).await?;
+                let leaf = merkle::record_leaf(k - 1, kind, before.payload.as_bytes());
+                if let Some((_, h)) = stored.first()
+                    && h.as_slice() != leaf.as_slice()
+                {
+                    return Ok(problem(
+                        k - 1,
+                        ProblemKind::Edited,
+                        format!(
+                            "record {}'s contents were edited and its chain hash recomputed in place: the Merkle tree still holds the leaf it was written with",
+                            k - 1
+                        ),
+                    ));
+                }
             }
             // 3. The chain goes on from this record's hash, but at a later seq.
             if let Some(d) = (1..=WINDOW)

@@ -18,6 +18,18 @@
 //! batch; every replica's writer reads the head under the lock, chains its
 //! batch onto it and moves it, and all replicas build ONE chain.
 //!
+//! The same transaction keeps the Merkle tree: each record's leaf hash is
+//! folded into the frontier the head row carries, the complete subtrees
+//! that finishes are inserted beside the records, and the new frontier is
+//! written with the new head. No stored node is read on the way, so the
+//! tree costs hashing and a few more rows in the commit the batch makes
+//! anyway, never another round trip or a rescan. A due checkpoint is a
+//! C2SP signed note over `(origin, size, root)` signed by the
+//! [`Signer`](crate::Signer), stored in the same commit and handed to the
+//! publisher task afterwards (a `try_send`: publishing never waits on the
+//! writer, nor the writer on publishing). A signer that fails costs the
+//! checkpoint, never the records.
+//!
 //! A failed commit fails every waiter of that batch with the cause (and
 //! logs it); it is never swallowed, and the next batch starts over from
 //! the head in the store, so a failure leaves no hole. The writer never
@@ -32,13 +44,18 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::SigningKey;
 use tokio::sync::{mpsc, oneshot};
-use treaty_store::{CheckpointRow, LedgerConnection, LedgerRow, Store, StoreError};
+use treaty_store::{
+    CheckpointRow, LedgerConnection, LedgerHead, LedgerRow, Store, StoreError, TreeNode,
+};
 
 use crate::chain::{self, hash32};
 use crate::key::{self, PublicKey};
+use crate::merkle::{self, Frontier};
+use crate::note::{self, Note, SecretKey, SignatureLine};
+use crate::publish::{self, PublishSettings};
 use crate::record::{Entry, Kind};
+use crate::signer::{self, Signer, SignerSource};
 use crate::{LedgerError, now_ms};
 
 /// When the gateway waits for a record to be durable. The ledger itself
@@ -67,6 +84,10 @@ pub struct LedgerSettings {
     /// may wait for a batch someone does wait for, so that it rides along
     /// instead of costing a sync of its own.
     pub linger: Duration,
+    /// Where the log's signing key comes from (never the store).
+    pub key: SignerSource,
+    /// Where checkpoints go once signed.
+    pub publish: PublishSettings,
 }
 
 impl Default for LedgerSettings {
@@ -77,6 +98,8 @@ impl Default for LedgerSettings {
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(10),
             linger: Duration::from_millis(5),
+            key: SignerSource::Auto,
+            publish: PublishSettings::default(),
         }
     }
 }
@@ -92,7 +115,7 @@ pub struct LedgerStats {
 }
 
 #[derive(Default)]
-struct Counters {
+pub(crate) struct Counters {
     batches: AtomicU64,
     records: AtomicU64,
     checkpoints: AtomicU64,
@@ -125,8 +148,11 @@ struct Inner {
     tx: mpsc::Sender<Msg>,
     settings: LedgerSettings,
     public_key: PublicKey,
+    signer: Arc<dyn Signer>,
+    store: Store,
     counters: Arc<Counters>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    publisher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -139,8 +165,12 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Loads (or creates) the checkpoint key, takes a connection for the
-    /// writer and starts it. Must run inside a Tokio runtime.
+    /// Loads the signing key ([`LedgerSettings::key`]; with none
+    /// configured, a key file beside the SQLite store, created on first
+    /// start), hashes into the Merkle tree any records an earlier version
+    /// wrote, registers the key's public half (recording a rotation, and
+    /// moving off a secret an earlier version kept in the store), starts
+    /// the publisher and the writer. Must run inside a Tokio runtime.
     pub async fn open(store: Store, settings: LedgerSettings) -> Result<Ledger, LedgerError> {
         let settings = LedgerSettings {
             max_batch: settings.max_batch.max(1),
@@ -148,31 +178,43 @@ impl Ledger {
             checkpoint_interval: settings.checkpoint_interval.max(Duration::from_millis(10)),
             ..settings
         };
-        let key = key::load_or_create(&store).await?;
-        let public_key = PublicKey(key.verifying_key().to_bytes());
+        let auto_key = store.sqlite_file().map(auto_key_path);
+        let signer = signer::load(&settings.key, auto_key.as_deref())?;
+        let public_key = PublicKey(signer.verifier().key);
         let conn = store.ledger_connection().await?;
         // Room for a few batches: enough that appends never wait while a
         // batch syncs, small enough that a stalled store pushes back.
         let (tx, rx) = mpsc::channel(settings.max_batch.saturating_mul(8).max(64));
         let counters = Arc::new(Counters::default());
-        let writer = Writer {
-            store,
+        let (publish, publisher) = publish::start(
+            store.clone(),
+            settings.publish.clone(),
+            signer.verifier().clone(),
+        );
+        let mut writer = Writer {
+            store: store.clone(),
             conn: Some(conn),
-            key,
-            public_key,
+            signer: signer.clone(),
             settings: settings.clone(),
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
             counters: counters.clone(),
+            publish,
+            carried: Vec::new(),
         };
+        writer.backfill_tree().await?;
+        key::activate(&mut writer).await?;
         let task = tokio::spawn(writer.run(rx));
         Ok(Ledger {
             inner: Arc::new(Inner {
                 tx,
                 settings,
                 public_key,
+                signer,
+                store,
                 counters,
                 task: Mutex::new(Some(task)),
+                publisher: Mutex::new(publisher),
             }),
         })
     }
@@ -214,6 +256,7 @@ impl Ledger {
             request_id: match entry {
                 Entry::Decision(d) => d.request_id,
                 Entry::Outcome(o) => o.request_id,
+                Entry::Key(_) => entry.request_id(),
             },
             payload,
             hash: Vec::new(),
@@ -267,12 +310,33 @@ impl Ledger {
         if let Some(task) = task {
             task.await.map_err(|e| LedgerError::Writer(e.to_string()))?;
         }
+        // The writer dropped its sender: the publisher ends once it has
+        // published what is queued (bounded by its own timeouts).
+        let publisher = self
+            .inner
+            .publisher
+            .lock()
+            .map_err(|_| LedgerError::Closed)?
+            .take();
+        if let Some(publisher) = publisher {
+            let _ = publisher.await;
+        }
         Ok(())
     }
 
-    /// The public half of the checkpoint key.
+    /// The public half of the signing key.
     pub fn public_key(&self) -> PublicKey {
         self.inner.public_key
+    }
+
+    /// The log's signer (checkpoints and receipts).
+    pub fn signer(&self) -> &Arc<dyn Signer> {
+        &self.inner.signer
+    }
+
+    /// The store the ledger writes to.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     pub fn durability(&self) -> Durability {
@@ -333,17 +397,26 @@ impl Future for Appended {
     }
 }
 
-struct Writer {
-    store: Store,
+pub(crate) struct Writer {
+    pub(crate) store: Store,
     conn: Option<LedgerConnection>,
-    key: SigningKey,
-    public_key: PublicKey,
+    pub(crate) signer: Arc<dyn Signer>,
     settings: LedgerSettings,
     /// Records this writer committed since it last signed.
     since_checkpoint: u64,
     last_checkpoint: Instant,
     counters: Arc<Counters>,
+    /// The publisher's queue of signed checkpoints.
+    publish: Option<mpsc::Sender<CheckpointRow>>,
+    /// Records nobody waits for (outcomes) whose batch failed to commit:
+    /// they are written with the next batch instead of being lost with
+    /// it, up to [`MAX_CARRIED`].
+    carried: Vec<(Kind, LedgerRow)>,
 }
+
+/// The most unawaited records kept across failed commits; beyond it the
+/// oldest are dropped, and said so in the log.
+const MAX_CARRIED: usize = 4096;
 
 /// What one turn of the loop collected.
 #[derive(Default)]
@@ -388,6 +461,10 @@ impl Writer {
             let msg = tokio::select! {
                 msg = rx.recv() => msg,
                 _ = ticker.tick() => {
+                    if !self.carried.is_empty() {
+                        // Try again the records a failed batch left.
+                        let _ = self.commit(&mut Turn::default()).await;
+                    }
                     self.checkpoint_if_due(false).await;
                     continue;
                 }
@@ -430,13 +507,23 @@ impl Writer {
 
     /// Commits the turn's records (if any) and answers their waiters.
     async fn commit(&mut self, turn: &mut Turn) -> Result<(), Arc<StoreError>> {
+        if !self.carried.is_empty() {
+            // Earlier records first: they happened first.
+            let carried = std::mem::take(&mut self.carried);
+            let n = carried.len();
+            let (kinds, rows): (Vec<Kind>, Vec<LedgerRow>) = carried.into_iter().unzip();
+            turn.kinds.splice(0..0, kinds);
+            turn.rows.splice(0..0, rows);
+            turn.dones
+                .splice(0..0, std::iter::repeat_with(|| None).take(n));
+        }
         if turn.rows.is_empty() {
             return Ok(());
         }
         let n = turn.rows.len() as u64;
-        let result = self.write(&turn.kinds, &mut turn.rows).await;
-        turn.kinds.clear();
-        turn.rows.clear();
+        let result = self.write(&turn.kinds, &mut turn.rows, false, None).await;
+        let kinds = std::mem::take(&mut turn.kinds);
+        let rows = std::mem::take(&mut turn.rows);
         match result {
             Ok(first) => {
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);
@@ -454,8 +541,21 @@ impl Writer {
                 // The connection may be broken; take a fresh one next time.
                 self.conn = None;
                 let e = Arc::new(e);
-                for done in turn.dones.drain(..).flatten() {
-                    let _ = done.send(Err(LedgerError::Commit(e.clone())));
+                for ((kind, row), done) in kinds.into_iter().zip(rows).zip(turn.dones.drain(..)) {
+                    match done {
+                        Some(done) => {
+                            let _ = done.send(Err(LedgerError::Commit(e.clone())));
+                        }
+                        None => self.carried.push((kind, row)),
+                    }
+                }
+                if self.carried.len() > MAX_CARRIED {
+                    let lost = self.carried.len() - MAX_CARRIED;
+                    tracing::error!(
+                        records = lost,
+                        "ledger records lost: too many waiting to be written again"
+                    );
+                    self.carried.drain(..lost);
                 }
                 Err(e)
             }
@@ -470,40 +570,74 @@ impl Writer {
         Ok(self.conn.insert(conn))
     }
 
-    /// One transaction: lock the head, chain the rows onto it, insert them,
-    /// sign a checkpoint if one is due, move the head, commit. Returns the
-    /// first sequence number.
-    async fn write(&mut self, kinds: &[Kind], rows: &mut [LedgerRow]) -> Result<u64, StoreError> {
+    /// One transaction: lock the head, chain the rows onto it and fold them
+    /// into the tree, insert them with the subtrees they complete, sign a
+    /// checkpoint if one is due (or `force`d), move the head, commit.
+    /// `also` signs the checkpoint too (a retiring key's handover).
+    /// Returns the first sequence number.
+    pub(crate) async fn write(
+        &mut self,
+        kinds: &[Kind],
+        rows: &mut [LedgerRow],
+        force: bool,
+        also: Option<&SecretKey>,
+    ) -> Result<u64, StoreError> {
         let every = self.settings.checkpoint_every;
         let interval = self.settings.checkpoint_interval;
-        let due = self.since_checkpoint + rows.len() as u64 >= every
+        let due = force
+            || self.since_checkpoint + rows.len() as u64 >= every
             || self.last_checkpoint.elapsed() >= interval;
-        let key = self.key.clone();
-        let public_key = self.public_key;
+        let signer = self.signer.clone();
         let conn = self.connection().await?;
         let (tx, head) = conn.begin().await?;
         let mut prev = hash32(&head.hash).ok_or_else(|| StoreError::Corrupt {
             table: "ledger_head",
             detail: format!("the head hash is {} bytes, not 32", head.hash.len()),
         })?;
+        let mut frontier = frontier_of(&head)?;
         let first = head.seq as u64 + 1;
+        let mut nodes: Vec<TreeNode> = Vec::with_capacity(rows.len() * 2 + 8);
         for (i, (row, kind)) in rows.iter_mut().zip(kinds).enumerate() {
             let seq = first + i as u64;
-            prev = chain::link(&prev, seq, *kind, row.payload.as_bytes());
+            let payload = row.payload.as_bytes();
+            prev = chain::link(&prev, seq, *kind, payload);
+            frontier.push(merkle::record_leaf(seq, *kind, payload), &mut |i, h| {
+                nodes.push((i as i64, h))
+            });
             row.seq = seq as i64;
             row.hash = prev.to_vec();
         }
         let last = first + rows.len() as u64 - 1;
-        let cp = due.then(|| checkpoint(&key, public_key, last, &prev));
-        tx.commit(rows, cp.as_ref(), (last as i64, &prev)).await?;
-        if due {
+        let cp = if due {
+            checkpoint(signer.as_ref(), also, last, &prev, &frontier)
+        } else {
+            None
+        };
+        let new_head = LedgerHead {
+            seq: last as i64,
+            hash: prev.to_vec(),
+            tree_size: last as i64,
+            frontier: frontier.to_bytes(),
+        };
+        tx.commit(rows, &nodes, cp.as_ref(), &new_head).await?;
+        if let Some(cp) = cp {
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();
             self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+            self.published(cp);
         } else {
             self.since_checkpoint += rows.len() as u64;
         }
         Ok(first)
+    }
+
+    /// Hands a committed checkpoint to the publisher without waiting.
+    fn published(&self, cp: CheckpointRow) {
+        if let Some(tx) = &self.publish
+            && let Err(e) = tx.try_send(cp)
+        {
+            tracing::warn!(error = %e, "the checkpoint publisher is behind; this checkpoint is skipped (the next one covers it)");
+        }
     }
 
     /// Signs the current head when this writer wrote records since its last
@@ -528,17 +662,105 @@ impl Writer {
     }
 
     async fn sign_head(&mut self) -> Result<(), StoreError> {
-        let key = self.key.clone();
-        let public_key = self.public_key;
+        let signer = self.signer.clone();
         let conn = self.connection().await?;
         let (tx, head) = conn.begin().await?;
         let hash = hash32(&head.hash).ok_or_else(|| StoreError::Corrupt {
             table: "ledger_head",
             detail: format!("the head hash is {} bytes, not 32", head.hash.len()),
         })?;
-        let cp = checkpoint(&key, public_key, head.seq as u64, &hash);
-        tx.commit(&[], Some(&cp), (head.seq, &head.hash)).await
+        let frontier = frontier_of(&head)?;
+        let cp = checkpoint(signer.as_ref(), None, head.seq as u64, &hash, &frontier);
+        tx.commit(&[], &[], cp.as_ref(), &head).await?;
+        if let Some(cp) = cp {
+            self.published(cp);
+        }
+        Ok(())
     }
+
+    /// Hashes into the tree the records an earlier version wrote before
+    /// the tree existed, a page per transaction, before the writer starts.
+    async fn backfill_tree(&mut self) -> Result<(), LedgerError> {
+        const PAGE: i64 = 10_000;
+        loop {
+            let store = self.store.clone();
+            // Read without the lock first: a log whose tree is complete
+            // (every start but the first after an upgrade) takes no lock.
+            let head = store.ledger_head().await?;
+            if head.tree_size >= head.seq {
+                return Ok(());
+            }
+            let conn = self.connection().await?;
+            let (tx, head) = conn.begin().await?;
+            if head.tree_size == 0 {
+                tracing::info!(
+                    records = head.seq,
+                    "hashing the existing ledger into its Merkle tree"
+                );
+            }
+            let mut frontier = frontier_of(&head)?;
+            let to = (head.tree_size + PAGE).min(head.seq);
+            let page = store.ledger_records(head.tree_size, to, PAGE).await?;
+            let mut nodes = Vec::with_capacity(page.len() * 2);
+            for row in &page {
+                let seq = frontier.size() + 1;
+                let kind = Kind::parse(&row.kind);
+                let (Some(kind), true) = (kind, row.seq as u64 == seq) else {
+                    return Err(LedgerError::Corrupt {
+                        seq: seq as i64,
+                        detail: "the chain has a gap or an unknown record here; run `treaty ledger verify` before the tree can be built".into(),
+                    });
+                };
+                frontier.push(
+                    merkle::record_leaf(seq, kind, row.payload.as_bytes()),
+                    &mut |i, h| nodes.push((i as i64, h)),
+                );
+            }
+            if frontier.size() as i64 != to {
+                return Err(LedgerError::Corrupt {
+                    seq: frontier.size() as i64 + 1,
+                    detail: "records are missing below the head; run `treaty ledger verify`".into(),
+                });
+            }
+            let new_head = LedgerHead {
+                tree_size: to,
+                frontier: frontier.to_bytes(),
+                ..head
+            };
+            tx.commit(&[], &nodes, None, &new_head).await?;
+        }
+    }
+}
+
+/// With no key configured, the key file beside a SQLite store:
+/// `treaty.db` -> `treaty.ledger.key`.
+fn auto_key_path(db: &std::path::Path) -> std::path::PathBuf {
+    db.with_extension("ledger.key")
+}
+
+/// The head's tree, which must cover every record.
+fn frontier_of(head: &LedgerHead) -> Result<Frontier, StoreError> {
+    let frontier =
+        Frontier::from_bytes(head.tree_size.max(0) as u64, &head.frontier).ok_or_else(|| {
+            StoreError::Corrupt {
+                table: "ledger_head",
+                detail: format!(
+                    "the tree frontier ({} bytes) does not fit tree size {}",
+                    head.frontier.len(),
+                    head.tree_size
+                ),
+            }
+        })?;
+    if head.tree_size != head.seq {
+        return Err(StoreError::Corrupt {
+            table: "ledger_head",
+            detail: format!(
+                "the Merkle tree covers {} records and the chain {}",
+                head.tree_size, head.seq
+            ),
+        });
+    }
+    Ok(frontier)
 }
 
 /// Holds a turn nobody waits for until a message someone waits for
@@ -553,12 +775,52 @@ async fn linger(rx: &mut mpsc::Receiver<Msg>, turn: &mut Turn, linger: Duration,
     }
 }
 
-fn checkpoint(key: &SigningKey, public_key: PublicKey, seq: u64, hash: &[u8; 32]) -> CheckpointRow {
-    CheckpointRow {
-        seq: seq as i64,
-        hash: hash.to_vec(),
-        public_key: public_key.0.to_vec(),
-        signature: chain::sign_checkpoint(key, seq, hash).to_vec(),
-        at_ms: now_ms(),
+/// A checkpoint of the tree of `size` records (chain head `hash`): the
+/// C2SP note over (origin, size, root) and the chain signature of earlier
+/// versions, both by `signer` (the note also by `also`). `None`, logged,
+/// when the signer fails: records never wait for a signature.
+fn checkpoint(
+    signer: &dyn Signer,
+    also: Option<&SecretKey>,
+    size: u64,
+    hash: &[u8; 32],
+    frontier: &Frontier,
+) -> Option<CheckpointRow> {
+    let vkey = signer.verifier();
+    let text = note::Checkpoint {
+        origin: vkey.name.clone(),
+        size,
+        root: frontier.root(),
+    }
+    .text();
+    let signed = (|| -> Result<CheckpointRow, LedgerError> {
+        let mut note = Note::sign(&text, vkey, |m| {
+            signer
+                .sign(m)
+                .map_err(|e| note::NoteError::Key(e.to_string()))
+        })
+        .map_err(|e| LedgerError::Key(e.to_string()))?;
+        if let Some(old) = also {
+            note.sigs.push(SignatureLine::new(
+                &old.verifier(),
+                old.sign(text.as_bytes()).to_vec(),
+            ));
+        }
+        let chain_sig = signer.sign(&chain::checkpoint_message(size, hash))?;
+        Ok(CheckpointRow {
+            seq: size as i64,
+            hash: hash.to_vec(),
+            public_key: vkey.key.to_vec(),
+            signature: chain_sig.to_vec(),
+            at_ms: now_ms(),
+            note: Some(note.to_string()),
+        })
+    })();
+    match signed {
+        Ok(cp) => Some(cp),
+        Err(e) => {
+            tracing::error!(error = %e, size, "the ledger's signer failed; no checkpoint at this size");
+            None
+        }
     }
 }

@@ -653,6 +653,10 @@ fn event_stream(rt: std::sync::Arc<Runtime>, run_id: String, after: i64) -> Even
                 // reads is not missed.
                 signal.borrow_and_update();
                 let store = &rt.engine.store;
+                // The status first: a run's status and the event telling
+                // of it are written in one transaction, so a status read
+                // here has its event among those read next.
+                let status = store.run_status(&run_id).await.ok()??;
                 let events = store.run_events(&run_id, after).await.ok()?;
                 if let Some(last) = events.last() {
                     after = last.seq;
@@ -674,9 +678,8 @@ fn event_stream(rt: std::sync::Arc<Runtime>, run_id: String, after: i64) -> Even
                     }
                     return Some((Bytes::from(out), (rt, run_id, after, signal, ended)));
                 }
-                // Nothing new: a run that has ended or waits for the
-                // client will say nothing more.
-                let status = store.run_status(&run_id).await.ok()??;
+                // Nothing new: a run that had ended or was waiting for the
+                // client before its events were read will say nothing more.
                 if matches!(
                     status.as_str(),
                     "completed" | "failed" | "cancelled" | "expired" | "requires_action"

@@ -1,7 +1,11 @@
-//! Rows of the ledger's tables: records, the head, checkpoints, the key.
+//! Rows of the ledger's tables: records, the head, the Merkle tree's
+//! nodes, checkpoints, public keys, cosignatures and publication status.
 //!
 //! This module only moves bytes in and out of `ledger_records`,
-//! `ledger_head`, `ledger_checkpoints` and `ledger_signing_key`; what the
+//! `ledger_head`, `ledger_tree`, `ledger_checkpoints`, `ledger_keys`,
+//! `ledger_cosignatures`, `ledger_publish_status` and the
+//! `ledger_signing_key` of earlier versions (read once, to migrate it
+//! out, then emptied); what the
 //! bytes mean (canonical records, the hash chain, signatures) belongs to
 //! the `treaty-ledger` crate, which is the only writer. It must never
 //! compute or check a hash, and never write a record outside a
@@ -13,7 +17,8 @@
 //! sync per batch thanks to group commit). A batch is one [`LedgerTx`]:
 //! [`LedgerConnection::begin`] takes the write lock (SQLite) or the head
 //! row's lock (PostgreSQL) and reads the head; [`LedgerTx::commit`] writes
-//! the rows, an optional checkpoint and the new head, and commits.
+//! the rows, the tree nodes they complete, an optional checkpoint and the
+//! new head, and commits.
 
 use std::sync::{Arc, LazyLock};
 
@@ -38,12 +43,30 @@ pub struct LedgerRow {
 }
 
 /// The last sequence number and hash of the chain (0 and 32 zero bytes
-/// when empty).
+/// when empty), and the Merkle tree over the records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerHead {
     pub seq: i64,
     pub hash: Vec<u8>,
+    /// Records hashed into the tree (below `seq` only for records written
+    /// before the tree existed, until they are hashed in).
+    pub tree_size: i64,
+    /// The roots of the complete subtrees of the tree, concatenated.
+    pub frontier: Vec<u8>,
 }
+
+/// How one publication attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    Published,
+    /// The target answered and would not take it (a witness refused).
+    Refused,
+    /// The target could not be reached or written.
+    Failed,
+}
+
+/// A stored complete-subtree hash of the Merkle tree.
+pub type TreeNode = (i64, [u8; 32]);
 
 /// A signed `(seq, hash)` pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +78,36 @@ pub struct CheckpointRow {
     /// 64 bytes.
     pub signature: Vec<u8>,
     pub at_ms: i64,
+    /// The C2SP checkpoint note (origin, size = seq, Merkle root, and the
+    /// log's signature lines); `None` before the tree existed.
+    pub note: Option<String>,
+}
+
+/// A public key that signs (or signed) the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerKeyRow {
+    /// The note verifier key text, `name+id+base64`.
+    pub vkey: String,
+    pub public_key: Vec<u8>,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+/// How publishing checkpoints to one target went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishStatusRow {
+    pub target: String,
+    /// `dir`, `http` or `witness`.
+    pub kind: String,
+    /// The largest tree size the target accepted.
+    pub last_size: i64,
+    pub published: i64,
+    /// Refusals (a witness that would not cosign).
+    pub refused: i64,
+    /// Failures to reach or write the target.
+    pub failed: i64,
+    pub last_error: Option<String>,
+    pub updated_ms: i64,
 }
 
 /// The deployment's checkpoint key.
@@ -75,7 +128,7 @@ macro_rules! record_columns {
 
 macro_rules! checkpoint_columns {
     () => {
-        "seq, hash, public_key, signature, at_ms"
+        "seq, hash, public_key, signature, at_ms, note"
     };
 }
 
@@ -86,6 +139,29 @@ macro_rules! checkpoint_columns {
 const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 static INSERT_SQL: LazyLock<[Arc<str>; 7]> =
     LazyLock::new(|| CHUNKS.map(|n| Arc::from(insert_sql(n).as_str())));
+static NODE_SQL: LazyLock<[Arc<str>; 7]> =
+    LazyLock::new(|| CHUNKS.map(|n| Arc::from(node_sql(n, 1).as_str())));
+
+fn node_sql(nodes: usize, first: usize) -> String {
+    let mut sql = String::from("INSERT INTO ledger_tree (id, hash) VALUES ");
+    for r in 0..nodes {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}, ${})", first + 2 * r, first + 2 * r + 1));
+    }
+    sql
+}
+
+/// The chunk of `n` items (rows or nodes) to send next: the largest
+/// chunk size not above `n`, as an index into `CHUNKS`.
+fn chunk_of(n: usize) -> (usize, usize) {
+    CHUNKS
+        .iter()
+        .enumerate()
+        .find(|&(_, &c)| c <= n)
+        .map_or((CHUNKS.len() - 1, 1), |(i, &c)| (i, c))
+}
 
 /// On PostgreSQL a statement's bound data is kept under this many bytes.
 /// sqlx 0.9.0 no longer sets TCP_NODELAY (sqlx issue #4335, fixed after
@@ -157,6 +233,7 @@ fn checkpoint_from_row(row: &sqlx::any::AnyRow) -> Result<CheckpointRow, StoreEr
         public_key: row.try_get("public_key")?,
         signature: row.try_get("signature")?,
         at_ms: row.try_get("at_ms")?,
+        note: row.try_get("note")?,
     })
 }
 
@@ -229,22 +306,32 @@ fn head_from_row(row: Option<sqlx::any::AnyRow>) -> Result<LedgerHead, StoreErro
     Ok(LedgerHead {
         seq: row.try_get("seq")?,
         hash: row.try_get("hash")?,
+        tree_size: row.try_get("tree_size")?,
+        frontier: row.try_get("frontier")?,
     })
 }
 
 /// SQLite's last command of a batch, for a last chunk of `CHUNKS[i]` rows
-/// (`i == CHUNKS.len()`: no rows), with or without a checkpoint: the
-/// inserts, the new head and the commit. Placeholders number on across
-/// the statements (rows, then the checkpoint, then the head), which is how
-/// sqlx binds one argument list to several statements.
-static SQLITE_COMMIT_SQL: LazyLock<Vec<[Arc<str>; 2]>> = LazyLock::new(|| {
-    let sizes = CHUNKS.iter().copied().chain([0]);
+/// and `CHUNKS[j]` tree nodes (`CHUNKS.len()`: none), with or without a
+/// checkpoint: the inserts, the new head and the commit. Placeholders
+/// number on across the statements (rows, nodes, the checkpoint, the
+/// head), which is how sqlx binds one argument list to several statements.
+static SQLITE_COMMIT_SQL: LazyLock<Vec<Vec<[Arc<str>; 2]>>> = LazyLock::new(|| {
+    let sizes: Vec<usize> = CHUNKS.iter().copied().chain([0]).collect();
     sizes
-        .map(|n| [false, true].map(|cp| Arc::from(sqlite_commit_sql(n, cp).as_str())))
+        .iter()
+        .map(|&rows| {
+            sizes
+                .iter()
+                .map(|&nodes| {
+                    [false, true].map(|cp| Arc::from(sqlite_commit_sql(rows, nodes, cp).as_str()))
+                })
+                .collect()
+        })
         .collect()
 });
 
-fn sqlite_commit_sql(rows: usize, checkpoint: bool) -> String {
+fn sqlite_commit_sql(rows: usize, nodes: usize, checkpoint: bool) -> String {
     let mut sql = String::new();
     let mut next = 1;
     if rows > 0 {
@@ -252,24 +339,35 @@ fn sqlite_commit_sql(rows: usize, checkpoint: bool) -> String {
         sql.push_str("; ");
         next += rows * 6;
     }
+    if nodes > 0 {
+        sql.push_str(&node_sql(nodes, next));
+        sql.push_str("; ");
+        next += nodes * 2;
+    }
     if checkpoint {
         sql.push_str(concat!(
             "INSERT INTO ledger_checkpoints (",
             checkpoint_columns!(),
             ") VALUES ("
         ));
-        let params: Vec<String> = (next..next + 5).map(|i| format!("${i}")).collect();
+        let params: Vec<String> = (next..next + 6).map(|i| format!("${i}")).collect();
         sql.push_str(&params.join(", "));
         sql.push_str(") ON CONFLICT (seq) DO NOTHING; ");
-        next += 5;
+        next += 6;
     }
     sql.push_str(&format!(
-        "UPDATE ledger_head SET seq = ${}, hash = ${} WHERE id = 1; COMMIT",
+        "UPDATE ledger_head SET seq = ${}, hash = ${}, tree_size = ${}, frontier = ${} \
+         WHERE id = 1; COMMIT",
         next,
-        next + 1
+        next + 1,
+        next + 2,
+        next + 3
     ));
     sql
 }
+
+const HEAD_UPDATE: &str =
+    "UPDATE ledger_head SET seq = $1, hash = $2, tree_size = $3, frontier = $4 WHERE id = 1";
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
 
@@ -293,6 +391,22 @@ fn bind_checkpoint<'q>(query: AnyQuery<'q>, cp: &'q CheckpointRow) -> AnyQuery<'
         .bind(cp.public_key.as_slice())
         .bind(cp.signature.as_slice())
         .bind(cp.at_ms)
+        .bind(cp.note.as_deref())
+}
+
+fn bind_nodes<'q>(mut query: AnyQuery<'q>, nodes: &'q [TreeNode]) -> AnyQuery<'q> {
+    for (id, hash) in nodes {
+        query = query.bind(*id).bind(hash.as_slice());
+    }
+    query
+}
+
+fn bind_head<'q>(query: AnyQuery<'q>, head: &'q LedgerHead) -> AnyQuery<'q> {
+    query
+        .bind(head.seq)
+        .bind(head.hash.as_slice())
+        .bind(head.tree_size)
+        .bind(head.frontier.as_slice())
 }
 
 impl LedgerConnection {
@@ -309,7 +423,8 @@ impl LedgerConnection {
             Backend::Postgres => {
                 let mut tx = self.conn.begin().await?;
                 let row = sqlx::query(
-                    "UPDATE ledger_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
+                    "UPDATE ledger_head SET seq = seq WHERE id = 1 \
+                     RETURNING seq, hash, tree_size, frontier",
                 )
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -330,7 +445,9 @@ impl LedgerConnection {
                 // first one's (empty) result, so the rows are collected.
                 // The bound id keeps the command in the statement cache.
                 let rows =
-                    sqlx::query("BEGIN IMMEDIATE; SELECT seq, hash FROM ledger_head WHERE id = $1")
+                    sqlx::query(
+                    "BEGIN IMMEDIATE; SELECT seq, hash, tree_size, frontier FROM ledger_head WHERE id = $1",
+                )
                         .bind(1_i64)
                         .fetch_all(&mut *self.conn)
                         .await;
@@ -354,15 +471,16 @@ impl LedgerConnection {
 }
 
 impl LedgerTx<'_> {
-    /// Writes the batch's rows (chained onto the head `begin` returned), a
-    /// checkpoint if one is due, the new head `(seq, hash)`, and commits.
-    /// A second checkpoint at the same seq (another replica signed the
-    /// same head) is ignored.
+    /// Writes the batch's rows (chained onto the head `begin` returned), the
+    /// tree nodes they complete, a checkpoint if one is due, the new head,
+    /// and commits. A second checkpoint at the same seq (another replica
+    /// signed the same head) is ignored.
     pub async fn commit(
         self,
         rows: &[LedgerRow],
+        nodes: &[TreeNode],
         checkpoint: Option<&CheckpointRow>,
-        head: (i64, &[u8]),
+        head: &LedgerHead,
     ) -> Result<(), StoreError> {
         match self.inner {
             TxInner::Postgres(mut tx) => {
@@ -375,21 +493,28 @@ impl LedgerTx<'_> {
                         .await?;
                     rest = tail;
                 }
+                let mut rest = nodes;
+                while !rest.is_empty() {
+                    let (i, n) = chunk_of(rest.len());
+                    let (chunk, tail) = rest.split_at(n);
+                    bind_nodes(sqlx::query(AssertSqlSafe(NODE_SQL[i].clone())), chunk)
+                        .execute(&mut *tx)
+                        .await?;
+                    rest = tail;
+                }
                 if let Some(cp) = checkpoint {
                     bind_checkpoint(
                         sqlx::query(concat!(
                             "INSERT INTO ledger_checkpoints (",
                             checkpoint_columns!(),
-                            ") VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING"
+                            ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING"
                         )),
                         cp,
                     )
                     .execute(&mut *tx)
                     .await?;
                 }
-                sqlx::query("UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1")
-                    .bind(head.0)
-                    .bind(head.1)
+                bind_head(sqlx::query(HEAD_UPDATE), head)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -413,16 +538,29 @@ impl LedgerTx<'_> {
                         .await?;
                     rest = tail;
                 };
-                let sql = SQLITE_COMMIT_SQL[last][usize::from(checkpoint.is_some())].clone();
+                let mut nodes_rest = nodes;
+                let last_nodes = loop {
+                    if nodes_rest.is_empty() {
+                        break CHUNKS.len();
+                    }
+                    let (i, n) = chunk_of(nodes_rest.len());
+                    if n == nodes_rest.len() {
+                        break i;
+                    }
+                    let (chunk, tail) = nodes_rest.split_at(n);
+                    bind_nodes(sqlx::query(AssertSqlSafe(NODE_SQL[i].clone())), chunk)
+                        .execute(&mut **tx.conn)
+                        .await?;
+                    nodes_rest = tail;
+                };
+                let sql =
+                    SQLITE_COMMIT_SQL[last][last_nodes][usize::from(checkpoint.is_some())].clone();
                 let mut query = bind_rows(sqlx::query(AssertSqlSafe(sql)), rest);
+                query = bind_nodes(query, nodes_rest);
                 if let Some(cp) = checkpoint {
                     query = bind_checkpoint(query, cp);
                 }
-                query
-                    .bind(head.0)
-                    .bind(head.1)
-                    .execute(&mut **tx.conn)
-                    .await?;
+                bind_head(query, head).execute(&mut **tx.conn).await?;
                 tx.open = false;
                 Ok(())
             }
@@ -447,9 +585,10 @@ impl Store {
     }
 
     pub async fn ledger_head(&self) -> Result<LedgerHead, StoreError> {
-        let row = sqlx::query("SELECT seq, hash FROM ledger_head WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT seq, hash, tree_size, frontier FROM ledger_head WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
         head_from_row(row)
     }
 
@@ -618,6 +757,244 @@ impl Store {
         })
     }
 
+    /// The stored tree nodes among `ids` (at most a few hundred: one
+    /// proof's worth), as `(id, hash)`.
+    pub async fn ledger_tree_nodes(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(256) {
+            // Only generated `$n` placeholders go into the text.
+            let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, hash FROM ledger_tree WHERE id IN ({})",
+                params.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push((row.try_get("id")?, row.try_get("hash")?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tree nodes with `after < id <= to`, in id order, at most `limit`.
+    pub async fn ledger_tree_range(
+        &self,
+        after: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, hash FROM ledger_tree WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+        )
+        .bind(after)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("hash")?)))
+            .collect()
+    }
+
+    /// Every record of one request (its decision, then its outcome), in
+    /// seq order.
+    pub async fn ledger_records_of_request(
+        &self,
+        request_id: &str,
+    ) -> Result<Vec<LedgerRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            record_columns!(),
+            " FROM ledger_records WHERE request_id = $1 ORDER BY seq LIMIT 16"
+        ))
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// The latest checkpoint that carries a signed note.
+    pub async fn ledger_latest_note_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            checkpoint_columns!(),
+            " FROM ledger_checkpoints WHERE note IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        ))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
+    /// The checkpoint at exactly `seq`.
+    pub async fn ledger_checkpoint(&self, seq: i64) -> Result<Option<CheckpointRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            checkpoint_columns!(),
+            " FROM ledger_checkpoints WHERE seq = $1"
+        ))
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
+    /// Every key that signs or signed the log, oldest first.
+    pub async fn ledger_keys(&self) -> Result<Vec<LedgerKeyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT vkey, public_key, created_at, retired_at FROM ledger_keys \
+             ORDER BY created_at, vkey",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LedgerKeyRow {
+                    vkey: r.try_get("vkey")?,
+                    public_key: r.try_get("public_key")?,
+                    created_at: r.try_get("created_at")?,
+                    retired_at: r.try_get("retired_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Registers `key` (kept if already there) and retires every other
+    /// key still active, in one transaction.
+    pub async fn ledger_activate_key(&self, key: &LedgerKeyRow) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO ledger_keys (vkey, public_key, created_at, retired_at) \
+             VALUES ($1, $2, $3, NULL) ON CONFLICT (vkey) DO NOTHING",
+        )
+        .bind(key.vkey.as_str())
+        .bind(key.public_key.as_slice())
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE ledger_keys SET retired_at = $1 WHERE vkey <> $2 AND retired_at IS NULL",
+        )
+        .bind(key.created_at)
+        .bind(key.vkey.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE ledger_keys SET retired_at = NULL WHERE vkey = $1")
+            .bind(key.vkey.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes the secret an earlier version kept in the store (after it
+    /// was migrated out).
+    pub async fn ledger_forget_signing_secret(&self) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM ledger_signing_key")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps a witness's cosignature line for the checkpoint at `seq`.
+    pub async fn ledger_add_cosignature(
+        &self,
+        seq: i64,
+        witness: &str,
+        line: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ledger_cosignatures (seq, witness, signature, at_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (seq, witness) DO NOTHING",
+        )
+        .bind(seq)
+        .bind(witness)
+        .bind(line)
+        .bind(at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The cosignature lines kept for the checkpoint at `seq`.
+    pub async fn ledger_cosignatures(&self, seq: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT signature FROM ledger_cosignatures WHERE seq = $1 ORDER BY witness",
+        )
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("signature")?)).collect()
+    }
+
+    /// Records one publication attempt to `target`.
+    pub async fn ledger_publish_result(
+        &self,
+        target: &str,
+        kind: &str,
+        size: i64,
+        outcome: PublishOutcome,
+        error: Option<&str>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (ok, refused, failed) = match outcome {
+            PublishOutcome::Published => (1_i64, 0_i64, 0_i64),
+            PublishOutcome::Refused => (0, 1, 0),
+            PublishOutcome::Failed => (0, 0, 1),
+        };
+        let accepted = if ok == 1 { size } else { 0 };
+        sqlx::query(
+            "INSERT INTO ledger_publish_status \
+             (target, kind, last_size, published, refused, failed, last_error, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (target) DO UPDATE SET \
+             last_size = CASE WHEN excluded.last_size > ledger_publish_status.last_size \
+                 THEN excluded.last_size ELSE ledger_publish_status.last_size END, \
+             published = ledger_publish_status.published + excluded.published, \
+             refused = ledger_publish_status.refused + excluded.refused, \
+             failed = ledger_publish_status.failed + excluded.failed, \
+             last_error = excluded.last_error, updated_ms = excluded.updated_ms",
+        )
+        .bind(target)
+        .bind(kind)
+        .bind(accepted)
+        .bind(ok)
+        .bind(refused)
+        .bind(failed)
+        .bind(error)
+        .bind(at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every publication target's status.
+    pub async fn ledger_publish_status(&self) -> Result<Vec<PublishStatusRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT target, kind, last_size, published, refused, failed, last_error, updated_ms \
+             FROM ledger_publish_status ORDER BY kind, target",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PublishStatusRow {
+                    target: r.try_get("target")?,
+                    kind: r.try_get("kind")?,
+                    last_size: r.try_get("last_size")?,
+                    published: r.try_get("published")?,
+                    refused: r.try_get("refused")?,
+                    failed: r.try_get("failed")?,
+                    last_error: r.try_get("last_error")?,
+                    updated_ms: r.try_get("updated_ms")?,
+                })
+            })
+            .collect()
+    }
+
     /// The raw pool, for tests that tamper with the ledger's tables.
     #[cfg(any(test, feature = "test-support"))]
     pub fn test_pool(&self) -> &sqlx::AnyPool {
@@ -654,17 +1031,43 @@ mod tests {
             public_key: vec![1; 32],
             signature: vec![2; 64],
             at_ms: 5,
+            note: Some("origin\n75\nroot\n\n— sig\n".into()),
         };
-        tx.commit(&rows, Some(&cp), (75, &[75u8; 32]))
+        let mk_head = |seq: i64, h: u8| LedgerHead {
+            seq,
+            hash: vec![h; 32],
+            tree_size: seq,
+            frontier: vec![h; 32 * (seq.count_ones() as usize)],
+        };
+        let nodes: Vec<TreeNode> = (0..140).map(|i| (i, [i as u8; 32])).collect();
+        tx.commit(&rows, &nodes, Some(&cp), &mk_head(75, 75))
             .await
             .unwrap();
         // A batch of no rows: the same checkpoint again is ignored.
         let (tx, head) = conn.begin().await.unwrap();
         assert_eq!(head.seq, 75);
-        tx.commit(&[], Some(&cp), (75, &[75u8; 32])).await.unwrap();
+        tx.commit(&[], &[], Some(&cp), &mk_head(75, 75))
+            .await
+            .unwrap();
 
-        let head = store.ledger_head().await.unwrap();
-        assert_eq!((head.seq, head.hash), (75, vec![75u8; 32]));
+        assert_eq!(store.ledger_head().await.unwrap(), mk_head(75, 75));
+        let ids: Vec<i64> = vec![0, 64, 139, 500];
+        let got = store.ledger_tree_nodes(&ids).await.unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(got.contains(&(139, vec![139u8; 32])));
+        assert_eq!(store.ledger_tree_range(10, 20, 5).await.unwrap().len(), 5);
+        assert_eq!(
+            store.ledger_latest_note_checkpoint().await.unwrap(),
+            Some(cp.clone())
+        );
+        assert_eq!(
+            store
+                .ledger_records_of_request("req_3")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(store.ledger_records(0, 75, 1000).await.unwrap(), rows);
         assert_eq!(store.ledger_records(10, 12, 1000).await.unwrap().len(), 2);
         let some = store
@@ -706,7 +1109,7 @@ mod tests {
         let (tx, _) = conn.begin().await.unwrap();
         let clash = row(75);
         assert!(
-            tx.commit(&[row(76), clash], None, (76, &[76u8; 32]))
+            tx.commit(&[row(76), clash], &[], None, &mk_head(76, 76))
                 .await
                 .is_err()
         );
@@ -717,7 +1120,7 @@ mod tests {
         drop(tx);
         let (tx, head) = conn.begin().await.unwrap();
         assert_eq!(head.seq, 75);
-        tx.commit(&[row(76)], None, (76, &[76u8; 32]))
+        tx.commit(&[row(76)], &[], None, &mk_head(76, 76))
             .await
             .unwrap();
         assert_eq!(
@@ -740,6 +1143,53 @@ mod tests {
         };
         assert_eq!(store.ledger_init_signing_key(&k1).await.unwrap(), k1);
         assert_eq!(store.ledger_init_signing_key(&k2).await.unwrap(), k1);
+        store.ledger_forget_signing_secret().await.unwrap();
+        assert_eq!(store.ledger_signing_key().await.unwrap(), None);
+
+        // Keys: activating one retires the others.
+        let key = |v: &str, at| LedgerKeyRow {
+            vkey: v.into(),
+            public_key: vec![1; 32],
+            created_at: at,
+            retired_at: None,
+        };
+        store.ledger_activate_key(&key("a+1+x", 1)).await.unwrap();
+        store.ledger_activate_key(&key("b+2+y", 2)).await.unwrap();
+        let keys = store.ledger_keys().await.unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].retired_at, Some(2));
+        assert_eq!(keys[1].retired_at, None);
+
+        // Cosignatures and publication status.
+        store
+            .ledger_add_cosignature(75, "w1", "— w1 AAAA", 9)
+            .await
+            .unwrap();
+        store
+            .ledger_add_cosignature(75, "w1", "— w1 BBBB", 9)
+            .await
+            .unwrap();
+        assert_eq!(store.ledger_cosignatures(75).await.unwrap(), ["— w1 AAAA"]);
+        for (size, outcome) in [
+            (10, PublishOutcome::Published),
+            (20, PublishOutcome::Refused),
+            (30, PublishOutcome::Failed),
+        ] {
+            store
+                .ledger_publish_result("http://w", "witness", size, outcome, Some("why"), 5)
+                .await
+                .unwrap();
+        }
+        let status = store.ledger_publish_status().await.unwrap();
+        assert_eq!(
+            (
+                status[0].last_size,
+                status[0].published,
+                status[0].refused,
+                status[0].failed
+            ),
+            (10, 1, 1, 1)
+        );
     }
 
     #[test]

@@ -18,7 +18,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use keys::{KeyRow, NewKey};
-pub use ledger::{CheckpointRow, LedgerConnection, LedgerHead, LedgerRow, LedgerTx, SigningKeyRow};
+pub use ledger::{
+    CheckpointRow, LedgerConnection, LedgerHead, LedgerKeyRow, LedgerRow, LedgerTx, PublishOutcome,
+    PublishStatusRow, SigningKeyRow, TreeNode,
+};
 pub use runtime::{
     AgentRow, ConversationItemRow, ConversationRow, ItemKind, ItemRow, Order, ResponseRow,
     RunChange, RunEvent, RunEventRow, RunRow,
@@ -51,6 +54,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite file, when the store is one.
+    file: Option<std::path::PathBuf>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -97,7 +102,15 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(StoreError::Connect)?;
-        let store = Store { pool, backend };
+        let file = match backend {
+            Backend::Sqlite => sqlite_file(&url),
+            Backend::Postgres => None,
+        };
+        let store = Store {
+            pool,
+            backend,
+            file,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -114,6 +127,11 @@ impl Store {
         self.backend
     }
 
+    /// The SQLite file behind the store (`None` on PostgreSQL or in memory).
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -123,6 +141,18 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The file of a `sqlite:` URL, without its query.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
-//! `treaty ledger verify|pubkey|report|export`.
+//! `treaty ledger verify|pubkey|keygen|status|proof|report|export`.
 //!
 //! Thin edges over `treaty-ledger`: parse arguments, open the store, call
 //! the library, print through `output` (progress bars go to stderr through
 //! indicatif, hidden when stderr is not a terminal). This module never
-//! writes to the ledger: every command here only reads it (`pubkey` may
-//! create the checkpoint key on a store that never had one, so it can be
-//! published before the first request).
+//! writes to the ledger: every command here only reads it (`keygen` writes
+//! a new key file, never the store).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,21 +13,30 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use treaty_ledger::{Dimension, PublicKey, VerifyOptions};
+use treaty_ledger::{Dimension, VerifyOptions};
 
 use crate::output;
 use crate::state::StateArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
-    /// Recompute the hash chain and check every signed checkpoint. Exits 1
-    /// naming the first bad sequence number and what is wrong with it
-    /// (edited, deleted, inserted, reordered, truncated, a forged or
-    /// foreign checkpoint, ...).
+    /// Recompute the hash chain and the Merkle tree and check every signed
+    /// checkpoint, against the keys you pinned and the checkpoints you hold
+    /// from outside the store. Exits 1 naming the first bad sequence number
+    /// or the checkpoint that no longer matches (edited, deleted, inserted,
+    /// reordered, truncated, a forged or foreign checkpoint, ...).
     Verify(VerifyArgs),
-    /// Print the ledger's checkpoint public key (64 hex characters), the
-    /// one a third party pins and passes to `verify --pubkey`.
+    /// Print the log's public key (a C2SP verifier key, name+id+base64),
+    /// the one a third party pins and passes to `verify --pubkey`.
     Pubkey(PubkeyArgs),
+    /// Write a new signing key file (mode 0600) and print its public key.
+    Keygen(super::evidence::KeygenArgs),
+    /// The head, the keys, the latest checkpoint and its cosignatures, and
+    /// how publishing to each directory, endpoint and witness went.
+    Status(super::evidence::StatusArgs),
+    /// Print the inclusion proof (JSON) of a request's decision record, or
+    /// of the record at --seq, against the latest signed checkpoint.
+    Proof(super::evidence::ProofArgs),
     /// Requests, outcomes, tokens and cost grouped by host, channel,
     /// product, clause, tenant or workload class.
     Report(ReportArgs),
@@ -54,10 +62,18 @@ pub struct VerifyArgs {
     /// Last sequence number to verify (default: to the end, head included).
     #[arg(long, value_name = "SEQ")]
     pub to: Option<u64>,
-    /// A file holding the public key checkpoints must be signed with
-    /// (as `treaty ledger pubkey` prints it); default the store's own key.
+    /// A file holding the public key(s) checkpoints must be signed with
+    /// (as `treaty ledger pubkey` prints them, one a line); default the
+    /// keys the store lists, which proves only that it agrees with itself.
     #[arg(long, value_name = "FILE")]
     pub pubkey: Option<PathBuf>,
+    /// A checkpoint held outside the store (a published file, a witness's
+    /// copy). Repeatable. Needs --pubkey.
+    #[arg(long, value_name = "FILE", requires = "pubkey")]
+    pub checkpoint: Vec<PathBuf>,
+    /// A witness's state directory: every checkpoint it cosigned.
+    #[arg(long, value_name = "DIR", requires = "pubkey")]
+    pub witness_state: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: TextOrJson,
 }
@@ -66,6 +82,9 @@ pub struct VerifyArgs {
 pub struct PubkeyArgs {
     #[command(flatten)]
     pub state: StateArgs,
+    /// Every key that ever signed the log, the active one last.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -166,32 +185,32 @@ pub async fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         LedgerCommand::Verify(args) => verify(args).await,
         LedgerCommand::Pubkey(args) => pubkey(args).await,
+        LedgerCommand::Keygen(args) => super::evidence::keygen(args),
+        LedgerCommand::Status(args) => super::evidence::status(args).await,
+        LedgerCommand::Proof(args) => super::evidence::proof(args).await,
         LedgerCommand::Report(args) => report(args).await,
         LedgerCommand::Export(args) => export(args).await,
     }
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let pubkey = match &args.pubkey {
-        None => None,
-        Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading the public key from {}", file.display()))?;
-            Some(
-                PublicKey::from_hex(&text)
-                    .with_context(|| format!("the public key in {}", file.display()))?,
-            )
-        }
-    };
     let config = args.state.load_config()?;
     let store = args.state.open(config.as_ref()).await?;
+    let origin = treaty_ledger::active_key(&store).await?.map(|k| k.name);
+    let keys = match &args.pubkey {
+        None => Vec::new(),
+        Some(file) => super::evidence::read_keys(file, origin.as_deref())?,
+    };
+    let checkpoints =
+        super::evidence::held_checkpoints(&args.checkpoint, args.witness_state.as_deref())?;
     let mut progress = Progress::new("verifying");
     let report = treaty_ledger::verify(
         &store,
         VerifyOptions {
             from: args.from,
             to: args.to,
-            pubkey,
+            keys,
+            checkpoints,
         },
         |done, total| progress.update(done, total),
     )
@@ -225,17 +244,29 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                         "head: seq {} hash {}",
                         report.head_seq, report.head_hash
                     ));
-                    match report.key {
-                        Some(key) => output::line(format!(
-                            "checkpoint key ({}): {key}",
+                    if let Some(root) = &report.tree_root {
+                        output::line(format!(
+                            "Merkle root of {} records: {root}",
+                            report.head_seq
+                        ));
+                    }
+                    if report.keys.is_empty() {
+                        output::warn("the store has no key yet: no checkpoint could be checked");
+                    }
+                    for key in &report.keys {
+                        output::line(format!(
+                            "key ({}): {key}",
                             match report.key_source {
-                                treaty_ledger::KeySource::Given => "given",
-                                _ => "from the store",
+                                treaty_ledger::KeySource::Given => "pinned",
+                                _ => "from the store: pin it with --pubkey to bind the operator",
                             }
-                        )),
-                        None => output::warn(
-                            "the store has no checkpoint key yet: no checkpoint could be checked",
-                        ),
+                        ));
+                    }
+                    if report.external_checkpoints > 0 {
+                        output::line(format!(
+                            "{} checkpoint(s) held outside the store match the log",
+                            report.external_checkpoints
+                        ));
                     }
                     if report.anchor.seq > 0 {
                         output::line(format!(
@@ -267,8 +298,30 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 async fn pubkey(args: PubkeyArgs) -> anyhow::Result<ExitCode> {
     let config = args.state.load_config()?;
     let store = args.state.open(config.as_ref()).await?;
-    output::line(treaty_ledger::pubkey(&store).await?);
+    let keys = treaty_ledger::log_keys(&store).await?;
+    let Some(active) = keys.last() else {
+        output::warn("the log has no signing key yet: start it once (or `treaty ledger keygen`)");
+        return Ok(ExitCode::from(1));
+    };
+    if args.all {
+        for k in &keys {
+            output::line(k.to_string());
+        }
+    } else {
+        output::line(active.to_string());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Unix milliseconds as RFC 3339.
+pub fn rfc3339(at_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| at_ms.to_string())
 }
 
 async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {

@@ -3,10 +3,13 @@
 pub mod contracts;
 pub mod demo;
 pub mod emulate;
+pub mod evidence;
 pub mod keys;
 pub mod ledger;
+pub mod receipt;
 pub mod report;
 pub mod serve;
+pub mod witness;
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

@@ -67,6 +67,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("opening the store at {}", redact_url(&url)))?;
     let gateway = treaty_gateway::Gateway::open(config, store, &ProcessEnv).await?;
+    tracing::info!(key = %gateway.engine.ledger.signer().verifier(), "ledger signing key");
     if let Some(reading) = gateway.engine.policy.reading() {
         tracing::info!(reading, "contracts in force");
     }

@@ -79,7 +79,8 @@ async fn a_clean_chain_verifies(db: Db) {
     assert_eq!(report.checkpoints, 5);
     assert_eq!(report.last_checkpoint, Some(45));
     assert_eq!(report.key_source, KeySource::Stored);
-    assert_eq!(report.key, Some(crate::pubkey(&store).await.unwrap()));
+    assert_eq!(report.keys, [super::test_key().verifier().to_string()]);
+    assert!(report.tree_root.is_some());
     assert!(calls >= 1);
 
     // A range starts from the signed checkpoint before it.
@@ -88,7 +89,7 @@ async fn a_clean_chain_verifies(db: Db) {
         VerifyOptions {
             from: Some(25),
             to: Some(33),
-            pubkey: None,
+            ..VerifyOptions::default()
         },
         |_, _| {},
     )
@@ -104,7 +105,7 @@ async fn a_clean_chain_verifies(db: Db) {
     let given = verify(
         &store,
         VerifyOptions {
-            pubkey: Some(crate::pubkey(&store).await.unwrap()),
+            keys: vec![super::test_key().verifier()],
             ..VerifyOptions::default()
         },
         |_, _| {},
@@ -131,17 +132,99 @@ async fn db_empty_verifies() -> bool {
     report.ok && report.records == 0 && report.key_source == KeySource::None
 }
 
-async fn the_key_is_created_once_and_kept(db: Db) {
+async fn the_key_stays_outside_the_store_and_rotations_are_recorded(db: Db) {
     let store = db.store().await;
-    let k1 = crate::pubkey(&store).await.unwrap();
+    build_chain(&store, 3, 10).await;
+    let first = super::test_key().verifier();
+    assert_eq!(
+        crate::active_key(&store).await.unwrap(),
+        Some(first.clone())
+    );
+    // Nothing secret in the store: only public keys.
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM ledger_signing_key")
+        .fetch_one(store.test_pool())
+        .await
+        .unwrap();
+    assert_eq!(sqlx::Row::try_get::<i64, _>(&row, "n").unwrap(), 0);
+
+    // Another key: the rotation is record 4, signed at once.
+    let next = crate::note::SecretKey::from_seed("test.example/ledger", [77; 32]).unwrap();
+    let settings = crate::LedgerSettings {
+        key: crate::SignerSource::Signer(crate::KeySigner::new(next.clone(), "test").shared()),
+        ..super::settings(10)
+    };
+    let ledger = crate::Ledger::open(store.clone(), settings).await.unwrap();
+    assert_eq!(ledger.append(super::entry(5)).await.unwrap(), 5);
+    ledger.shutdown().await.unwrap();
+    let rows = store.ledger_records(3, 4, 1).await.unwrap();
+    assert_eq!(rows[0].kind, "key");
+    let Ok(crate::Entry::Key(k)) = crate::Entry::decode(Kind::Key, &rows[0].payload) else {
+        panic!("record 4 is not a key record")
+    };
+    assert_eq!(k.key, next.verifier().to_string());
+    assert_eq!(k.previous.as_deref(), Some(first.to_string().as_str()));
+    assert!(store.ledger_checkpoint(4).await.unwrap().is_some());
+    assert_eq!(
+        crate::log_keys(&store).await.unwrap(),
+        [first.clone(), next.verifier()]
+    );
+    // Both keys pinned: the whole log verifies; only the old one: not
+    // past the rotation.
+    let both = VerifyOptions {
+        keys: vec![first.clone(), next.verifier()],
+        ..VerifyOptions::default()
+    };
+    assert!(verify(&store, both, |_, _| {}).await.unwrap().ok);
+    let old_only = VerifyOptions {
+        keys: vec![first],
+        ..VerifyOptions::default()
+    };
+    let r = verify(&store, old_only, |_, _| {}).await.unwrap();
+    assert_eq!(
+        r.problem.map(|p| (p.seq, p.kind)),
+        Some((4, crate::ProblemKind::CheckpointForeignKey))
+    );
+    db.finish().await;
+}
+on_both!(the_key_stays_outside_the_store_and_rotations_are_recorded);
+
+async fn a_secret_left_in_the_store_is_retired_with_a_handover(db: Db) {
+    // A store as an earlier version left it: records, and the secret in
+    // ledger_signing_key.
+    let store = db.store().await;
+    build_chain(&store, 6, 10).await;
+    let legacy = ed25519_dalek::SigningKey::from_bytes(&[21; 32]);
+    sqlx::query("DELETE FROM ledger_keys")
+        .execute(store.test_pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO ledger_signing_key (id, public_key, secret_key, created_at) VALUES (1, $1, $2, 0)",
+    )
+    .bind(legacy.verifying_key().to_bytes().as_slice())
+    .bind([21u8; 32].as_slice())
+    .execute(store.test_pool())
+    .await
+    .unwrap();
     let ledger = crate::Ledger::open(store.clone(), super::settings(10))
         .await
         .unwrap();
-    assert_eq!(ledger.public_key(), k1);
     ledger.shutdown().await.unwrap();
-    let other = db.store().await;
-    assert_eq!(crate::pubkey(&other).await.unwrap(), k1);
-    assert_eq!(crate::PublicKey::from_hex(&k1.to_hex()).unwrap(), k1);
+    assert_eq!(
+        store.ledger_signing_key().await.unwrap(),
+        None,
+        "the secret is gone"
+    );
+    let keys = crate::log_keys(&store).await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].key, legacy.verifying_key().to_bytes());
+    // The handover checkpoint at the key record is signed by both keys.
+    let cp = store.ledger_checkpoint(7).await.unwrap().unwrap();
+    let note = crate::note::Note::parse(cp.note.as_deref().unwrap()).unwrap();
+    assert_eq!(note.verify(&keys).unwrap().len(), 2);
+    // An auditor who pinned the old key (as 64 hex) follows the handover.
+    let old = crate::PublicKey::parse(&hex::encode(legacy.verifying_key().to_bytes())).unwrap();
+    assert_eq!(old.0, keys[0].key);
     db.finish().await;
 }
-on_both!(the_key_is_created_once_and_kept);
+on_both!(a_secret_left_in_the_store_is_retired_with_a_handover);

@@ -3,6 +3,7 @@
 //! SKIPPED line when no server answers, unless TREATY_REQUIRE_SERVICES=1).
 
 mod chain;
+mod publish;
 mod reports;
 mod simulate;
 mod tamper;
@@ -74,10 +75,17 @@ macro_rules! on_both {
 }
 pub(crate) use on_both;
 
+/// The key every test ledger signs with (kept outside the store, as in
+/// production: the store never sees it).
+pub(crate) fn test_key() -> crate::note::SecretKey {
+    crate::note::SecretKey::from_seed("test.example/ledger", [42; 32]).unwrap()
+}
+
 pub(crate) fn settings(checkpoint_every: u64) -> LedgerSettings {
     LedgerSettings {
         checkpoint_every,
         checkpoint_interval: Duration::from_secs(3600),
+        key: crate::SignerSource::Signer(crate::KeySigner::new(test_key(), "test").shared()),
         ..LedgerSettings::default()
     }
 }

@@ -180,12 +180,16 @@ async fn a_failed_commit_fails_every_waiter_and_leaves_no_hole(db: Db) {
         assert!(matches!(w.await, Err(LedgerError::Commit(_))));
     }
     assert!(ledger.stats().failed_batches >= 1);
-    sqlx::query("INSERT INTO ledger_head (id, seq, hash) VALUES (1, $1, $2)")
-        .bind(head.seq)
-        .bind(head.hash.as_slice())
-        .execute(store.test_pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO ledger_head (id, seq, hash, tree_size, frontier) VALUES (1, $1, $2, $3, $4)",
+    )
+    .bind(head.seq)
+    .bind(head.hash.as_slice())
+    .bind(head.tree_size)
+    .bind(head.frontier.as_slice())
+    .execute(store.test_pool())
+    .await
+    .unwrap();
     // The next record follows the last committed one.
     assert_eq!(ledger.append(entry(2)).await.unwrap(), 2);
     ledger.shutdown().await.unwrap();
@@ -227,7 +231,7 @@ async fn checkpoints_follow_the_interval_when_idle(db: Db) {
         LedgerSettings {
             checkpoint_every: 1_000_000,
             checkpoint_interval: Duration::from_millis(50),
-            ..LedgerSettings::default()
+            ..settings(1)
         },
     )
     .await
