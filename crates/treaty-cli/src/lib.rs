@@ -1,4 +1,5 @@
-//! The `treaty` command line: `serve`, `keys`, `emulate` and `demo`.
+//! The `treaty` command line: `serve`, `keys`, `budgets`, `contracts`,
+//! `ledger`, `report`, `emulate` and `demo`.
 //!
 //! Each command is a module under [`commands`] that parses nothing itself
 //! (clap does) and prints through [`output`], the one place allowed to
@@ -56,6 +57,10 @@ pub enum Command {
     /// Create, list and revoke virtual API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// Set, list and remove spending budgets per key, tenant, or tenant's
+    /// product through a channel.
+    #[command(subcommand)]
+    Budgets(commands::budgets::BudgetsCommand),
     /// Run Treaty's local emulation of upstream providers (not a real cloud).
     Emulate(commands::emulate::EmulateArgs),
     /// Run the shipped Frontier example end to end against emulated upstreams.
@@ -81,6 +86,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Keys(cmd) => commands::keys::run(cmd).await,
+            Command::Budgets(cmd) => commands::budgets::run(cmd).await,
             Command::Contracts(cmd) => commands::contracts::run(cmd).await,
             Command::Ledger(cmd) => commands::ledger::run(cmd).await,
             Command::Receipt(cmd) => commands::receipt::run(cmd).await,

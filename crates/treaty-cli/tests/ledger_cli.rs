@@ -130,6 +130,23 @@ async fn the_demo_ledger_verifies_reports_and_catches_an_edit() {
     ]);
     let rows: Value = serde_json::from_slice(&report.stdout).unwrap();
     assert!(rows.to_string().contains("aws-marketplace"), "{rows}");
+    // Spend by key: one row per key the demo minted, with its cost.
+    let by_key = treaty(&[
+        "ledger", "report", "--config", cfg, "--by", "key", "--format", "json",
+    ]);
+    let by_key: Vec<Value> = serde_json::from_slice(&by_key.stdout).unwrap();
+    assert!(by_key.len() > 1, "{by_key:?}");
+    assert!(
+        by_key
+            .iter()
+            .all(|r| r["key"].as_str().unwrap().starts_with("key_") || r["key"] == "")
+    );
+    assert!(
+        by_key
+            .iter()
+            .any(|r| r["cost_micros"].as_i64().unwrap() > 0),
+        "{by_key:?}"
+    );
 
     let html = dir.path().join("report.html");
     let r = treaty(&["report", "--config", cfg, "--html", html.to_str().unwrap()]);

@@ -12,6 +12,7 @@
 mod aws;
 mod env;
 mod error;
+mod limits;
 mod raw;
 mod secret;
 mod validate;
@@ -25,6 +26,9 @@ mod agents;
 pub use agents::{AgentsConfig, ConnectorConfig, ConnectorTransport, WebhookConfig};
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::ConfigError;
+pub use limits::{
+    BudgetConfig, BudgetPeriod, BudgetScope, LimitsConfig, RateLimit, TelemetryConfig,
+};
 pub use secret::Secret;
 use treaty_domain::{Channel, Host, HostId, Instance, Product, Tenant};
 
@@ -50,6 +54,12 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// Committed spend per cloud, for preference clauses such as P1.
     pub commitments: Vec<CommitmentConfig>,
+    /// `[rate_limits]`: per key, per tenant, failed authentications.
+    pub limits: LimitsConfig,
+    /// `[[budgets]]`, written to the store when the gateway starts.
+    pub budgets: Vec<BudgetConfig>,
+    /// `[telemetry]`: metrics labels, OTLP traces.
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +187,9 @@ pub struct UpstreamConfig {
 pub struct StoreConfig {
     /// `sqlite://PATH` (relative to the config file) or `postgres://...`.
     pub url: String,
+    /// `redis://...`: where several replicas share rate-limit buckets
+    /// (PostgreSQL itself when unset).
+    pub redis_url: Option<String>,
 }
 
 /// A host as contracts see it, plus how to reach it.
@@ -184,6 +197,9 @@ pub struct StoreConfig {
 pub struct HostConfig {
     pub host: Arc<Host>,
     pub endpoint: Endpoint,
+    /// The upstream's quota, kept under across replicas; a host at it is
+    /// skipped like one whose breaker is open.
+    pub rate_limit: RateLimit,
 }
 
 impl HostConfig {

@@ -31,6 +31,12 @@ pub(crate) struct RawConfig {
     pub classification: RawClassification,
     #[serde(default)]
     pub agents: crate::agents::RawAgents,
+    #[serde(default)]
+    pub rate_limits: crate::limits::RawRateLimits,
+    #[serde(default)]
+    pub budgets: Vec<crate::limits::RawBudget>,
+    #[serde(default)]
+    pub telemetry: crate::limits::RawTelemetry,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +117,8 @@ pub(crate) struct RawUpstream {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStore {
     pub url: Option<String>,
+    /// Redis for the shared rate-limit buckets of several replicas.
+    pub redis_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +157,8 @@ pub(crate) struct RawHost {
     pub aws_session_token: Option<RawSecret>,
     #[serde(default)]
     pub models: Vec<RawModel>,
+    /// The upstream's own quota, kept under across replicas.
+    pub rate_limit: Option<crate::limits::RawRateLimit>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -273,3 +273,172 @@ fn the_ledger_key_lives_outside_the_config_and_the_store() {
     assert_eq!(c.ledger.witnesses.len(), 1);
     assert!(with("publish_urls = [\"ftp://x\"]").is_err());
 }
+
+#[test]
+fn rate_limits_budgets_and_host_quotas_are_read() {
+    let text = format!(
+        r#"
+[rate_limits]
+key = {{ requests_per_minute = 600, tokens_per_minute = 200000 }}
+tenant = {{ requests_per_minute = 6000 }}
+auth_failures_per_minute = 20
+sync_interval = "100ms"
+
+[[rate_limits.overrides]]
+tenant = "acme"
+requests_per_minute = 10000
+
+[[rate_limits.overrides]]
+key = "key_0123456789abcdef"
+tokens_per_minute = 5000
+
+[[budgets]]
+tenant = "acme"
+amount_usd = 500.0
+period = "month"
+soft_thresholds = [80, 50]
+
+[[budgets]]
+tenant = "acme"
+channel = "direct"
+product = "api"
+amount_usd = 20.5
+period = "day"
+
+[[budgets]]
+key = "key_0123456789abcdef"
+amount_usd = 10
+
+[telemetry]
+otlp_endpoint = "http://127.0.0.1:4318"
+tenant_labels = true
+{MINIMAL}"#
+    )
+    .replace(
+        "models = [{ name = \"gpt-4o\", target",
+        "rate_limit = { requests_per_minute = 1000 }\nmodels = [{ name = \"gpt-4o\", target",
+    );
+    let c = load(&text).unwrap();
+    assert_eq!(c.limits.key.requests_per_minute, Some(600));
+    assert_eq!(c.limits.tenant.tokens_per_minute, None);
+    assert_eq!(
+        c.limits.tenant_overrides["acme"].requests_per_minute,
+        Some(10_000)
+    );
+    assert_eq!(
+        c.limits.key_overrides["key_0123456789abcdef"].tokens_per_minute,
+        Some(5_000)
+    );
+    assert_eq!(c.limits.auth_failures_per_minute, Some(20));
+    assert_eq!(
+        c.limits.sync_interval,
+        std::time::Duration::from_millis(100)
+    );
+    assert_eq!(c.budgets.len(), 3);
+    assert_eq!(c.budgets[0].amount_micros, 500_000_000);
+    assert_eq!(c.budgets[0].soft_percents, [50, 80]);
+    assert_eq!(
+        c.budgets[1].scope,
+        BudgetScope::Offer {
+            tenant: "acme".into(),
+            channel: "direct".into(),
+            product: "api".into()
+        }
+    );
+    assert_eq!(
+        (c.budgets[1].period, c.budgets[1].amount_micros),
+        (BudgetPeriod::Day, 20_500_000)
+    );
+    assert_eq!(c.budgets[2].period, BudgetPeriod::Month, "month by default");
+    assert_eq!(c.hosts[0].rate_limit.requests_per_minute, Some(1000));
+    assert_eq!(
+        c.telemetry.otlp_endpoint.as_deref(),
+        Some("http://127.0.0.1:4318")
+    );
+    assert!(c.telemetry.tenant_labels);
+    // Nothing set: no limits, no budgets, telemetry off.
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.limits, LimitsConfig::default());
+    assert!(c.budgets.is_empty() && c.telemetry == TelemetryConfig::default());
+}
+
+#[test]
+fn limit_and_budget_errors_name_the_key_with_an_example() {
+    let cases = [
+        (
+            "[[budgets]]\ntenant = \"nobody\"\namount_usd = 1.0\n",
+            "budgets[0].tenant",
+            "configured: acme",
+        ),
+        (
+            "[[budgets]]\ntenant = \"acme\"\namount_usd = 1.0\nperiod = \"week\"\n",
+            "budgets[0].period",
+            "period = \"month\"",
+        ),
+        (
+            "[[budgets]]\nchannel = \"direct\"\namount_usd = 1.0\n",
+            "budgets[0]",
+            "amount_usd = 500.0",
+        ),
+        (
+            "[[budgets]]\nkey = \"acme\"\namount_usd = 1.0\n",
+            "budgets[0].key",
+            "key_",
+        ),
+        (
+            "[[budgets]]\ntenant = \"acme\"\namount_usd = -1.0\n",
+            "budgets[0].amount_usd",
+            "amount_usd = 500.0",
+        ),
+        (
+            "[[budgets]]\ntenant = \"acme\"\namount_usd = 1.0\nsoft_thresholds = [120]\n",
+            "budgets[0].soft_thresholds",
+            "[50, 80]",
+        ),
+        (
+            "[[budgets]]\ntenant = \"acme\"\namount_usd = 1.0\n[[budgets]]\ntenant = \"acme\"\namount_usd = 2.0\n",
+            "budgets[1]",
+            "amount_usd",
+        ),
+        (
+            "[rate_limits]\nkey = { requests_per_minute = 0 }\n",
+            "rate_limits.key.requests_per_minute",
+            "requests_per_minute = 600",
+        ),
+        (
+            "[rate_limits]\nsync_interval = \"1m\"\n",
+            "rate_limits.sync_interval",
+            "200ms",
+        ),
+        (
+            "[[rate_limits.overrides]]\nrequests_per_minute = 5\n",
+            "rate_limits.overrides[0]",
+            "tenant = \"acme\"",
+        ),
+        (
+            "[store]\nredis_url = \"redis://127.0.0.1:6379\"\n",
+            "store.redis_url",
+            "postgres://",
+        ),
+        (
+            "[store]\nurl = \"postgres://db/treaty\"\nredis_url = \"http://x\"\n",
+            "store.redis_url",
+            "redis://",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"grpc://x\"\n",
+            "telemetry.otlp_endpoint",
+            "http://127.0.0.1:4318",
+        ),
+        (
+            "[telemetry]\nsample_ratio = 2.0\n",
+            "telemetry.sample_ratio",
+            "sample_ratio = 0.1",
+        ),
+    ];
+    for (extra, key, example) in cases {
+        let err = load(&format!("{extra}{MINIMAL}")).unwrap_err();
+        assert_eq!(err.key(), Some(key), "{extra}: {err}");
+        assert!(err.to_string().contains(example), "{extra}: {err}");
+    }
+}

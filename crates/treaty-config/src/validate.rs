@@ -35,7 +35,33 @@ pub(crate) fn validate(
             })?,
             None => "sqlite://treaty.db".to_owned(),
         },
+        redis_url: match &raw.store.redis_url {
+            None => None,
+            Some(url) => Some(interpolate(url, env).map_err(|m| {
+                ConfigError::invalid(
+                    "store.redis_url",
+                    m,
+                    r#"redis_url = "redis://127.0.0.1:6379""#,
+                )
+            })?),
+        },
     };
+    if let Some(url) = &store.redis_url {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(ConfigError::invalid(
+                "store.redis_url",
+                format!("{url:?} is not a redis:// URL"),
+                r#"redis_url = "redis://127.0.0.1:6379""#,
+            ));
+        }
+        if store.url.starts_with("sqlite:") {
+            return Err(ConfigError::invalid(
+                "store.redis_url",
+                "Redis shares rate limits between replicas, which need PostgreSQL as the store",
+                r#"url = "postgres://treaty@db/treaty"  redis_url = "redis://127.0.0.1:6379""#,
+            ));
+        }
+    }
     if !(store.url.starts_with("sqlite:") || store.url.starts_with("postgres")) {
         return Err(ConfigError::invalid(
             "store.url",
@@ -325,6 +351,13 @@ pub(crate) fn validate(
         });
     }
 
+    let tenant_ids: Vec<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
+    let channel_ids: Vec<&str> = channels.iter().map(|c| c.id.as_str()).collect();
+    let product_ids: Vec<&str> = products.iter().map(|p| p.id.as_str()).collect();
+    let limits = crate::limits::rate_limits(&raw.rate_limits, &tenant_ids, duration)?;
+    let budgets = crate::limits::budgets(&raw.budgets, &tenant_ids, &channel_ids, &product_ids)?;
+    let telemetry = crate::limits::telemetry(&raw.telemetry, |s| interpolate(s, env))?;
+
     let agents = crate::agents::validate(
         std::mem::take(&mut raw.agents),
         base_dir,
@@ -339,6 +372,9 @@ pub(crate) fn validate(
         routing,
         ledger,
         commitments,
+        limits,
+        budgets,
+        telemetry,
         contracts,
         classification,
         server,
@@ -564,6 +600,8 @@ fn host(i: usize, h: RawHost, base_dir: &Path, env: &dyn Env) -> Result<HostConf
         env,
     )?;
 
+    let rate_limit =
+        crate::limits::rate_limit(&format!("{key}.rate_limit"), h.rate_limit.as_ref())?;
     if h.models.is_empty() {
         return Err(ConfigError::invalid(
             format!("{key}.models"),
@@ -615,6 +653,7 @@ fn host(i: usize, h: RawHost, base_dir: &Path, env: &dyn Env) -> Result<HostConf
             gemini,
             aws,
         },
+        rate_limit,
     })
 }
 

@@ -11,12 +11,17 @@
 //!    durability it is committed before any host is contacted (503
 //!    `ledger_unavailable` and no host otherwise); a contract refusal waits
 //!    for its record in either mode, then answers 403 naming the clauses;
-//! 4. dispatch along the plan ([`crate::dispatch`]);
-//! 5. cost and spend against the host's commitment;
-//! 6. the durability gate (batched mode): a full answer is returned only
+//! 4. budgets and rate limits ([`crate::admission`]): the call's upper
+//!    bound is reserved (429 `insufficient_quota` or
+//!    `rate_limit_exceeded` otherwise, recorded as the outcome);
+//! 5. dispatch along the plan ([`crate::dispatch`]), skipping hosts at
+//!    their own quota;
+//! 6. cost and spend against the host's commitment, and the reservation
+//!    settled with the real usage and cost;
+//! 7. the durability gate (batched mode): a full answer is returned only
 //!    once its decision is durable; a stream ends with `[DONE]` only then
 //!    ([`crate::stream::CallStream`]);
-//! 7. the outcome record.
+//! 8. the outcome record (with the request's metrics and log line).
 //!
 //! **When the gate fails after the host answered** (batched mode: the
 //! decision's commit fails while the host was working): the answer is
@@ -92,6 +97,8 @@ pub struct Placed {
     pub class: WorkloadClass,
     /// The clauses behind the serving host's verdict, comma-separated.
     pub clauses: String,
+    /// The caller's `x-ratelimit-*` numbers after this call was admitted.
+    pub rate: treaty_limits::RateHeaders,
 }
 
 /// A full answer: the host's body as it sent it, its decision durable.
@@ -174,6 +181,7 @@ impl Engine {
             at_ms: treaty_domain::now_ms(),
         };
         let decided = self.policy.decide(&ask)?;
+        self.count_decision(&decided);
         ctx.workload_class = Some(decided.class);
         ctx.classified_by = Some(decided.rule.to_owned());
         let plan = match decided.refusal {
@@ -182,11 +190,16 @@ impl Engine {
                 candidates: HostMask::EMPTY,
                 down: HostMask::EMPTY,
             },
-            None => self.router.plan(
-                model,
-                HostMask(decided.allowed.bits()),
-                HostMask(decided.preferred.bits()),
-            ),
+            None => {
+                let mut plan = self.router.plan(
+                    model,
+                    HostMask(decided.allowed.bits()),
+                    HostMask(decided.preferred.bits()),
+                );
+                // A host at its own quota is skipped like an open breaker.
+                plan.hosts.retain(|&i| self.limits.host_has_capacity(i));
+                plan
+            }
         };
         let shadow_picks: Vec<Option<usize>> = decided
             .shadows
@@ -216,6 +229,24 @@ impl Engine {
             self.record_outcome(&ctx, &Outcome::error(&err, started.elapsed()));
             return Err(err);
         }
+        let estimate = crate::admission::estimate(
+            call.request,
+            self.config
+                .hosts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| decided.allowed.contains(*i))
+                .map(|(_, h)| &*h.host),
+        );
+        let permit = match self.limits.admit(&call.caller.limits_subject(), estimate).await {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                self.count_limited(&refusal);
+                let err = Error::from(refusal);
+                self.record_outcome(&ctx, &Outcome::error(&err, started.elapsed()));
+                return Err(err);
+            }
+        };
         let gate = if self.ledger.durability() == Durability::Strict {
             appended.await.map_err(Error::ledger)?;
             None
@@ -235,10 +266,11 @@ impl Engine {
             host: served.host.clone(),
             host_index: served.host_index,
             class: decided.class,
+            rate: permit.headers(),
         };
         match served.value {
             Ready::Full { body, usage } => {
-                let cost = self.spend(&placed, model, usage);
+                let cost = self.spend(&ctx, &placed, usage, Some(permit), started, None);
                 let mut outcome = Outcome {
                     status: 200,
                     served_by: Some(placed.host.id.clone()),
@@ -273,19 +305,81 @@ impl Engine {
                 first,
                 rest,
                 gate,
+                permit,
                 served.attempts,
                 started,
             )))),
         }
     }
 
-    /// The cost of a served call, counted against its host's commitment.
-    pub(crate) fn spend(&self, placed: &Placed, model: &str, usage: Option<Usage>) -> Option<f64> {
-        let usage = usage?;
-        let deployment = placed.host.deployment(model)?;
-        let cost = deployment.cost(usage.prompt_tokens, usage.completion_tokens);
-        self.router.spend(placed.host_index, cost);
-        Some(cost)
+    /// The cost of a served call, counted against its host's commitment
+    /// and settled against the caller's budgets and token limits. A host
+    /// that reported no usage is charged the reserved estimate: the call
+    /// was served, and its cost cannot be shown smaller.
+    pub(crate) fn spend(
+        &self,
+        ctx: &RequestContext,
+        placed: &Placed,
+        usage: Option<Usage>,
+        permit: Option<treaty_limits::Permit>,
+        started: Instant,
+        first_token: Option<std::time::Duration>,
+    ) -> Option<f64> {
+        let cost = usage.and_then(|u| {
+            let deployment = placed.host.deployment(&ctx.model)?;
+            Some(deployment.cost(u.prompt_tokens, u.completion_tokens))
+        });
+        if let Some(cost) = cost {
+            self.router.spend(placed.host_index, cost);
+            self.metrics
+                .spend(ctx.tenant.as_str(), crate::admission::micros(cost));
+        }
+        if let Some(permit) = permit {
+            match (usage, cost) {
+                (Some(u), Some(cost)) => permit.settle(
+                    treaty_limits::Usage {
+                        tokens: u.prompt_tokens + u.completion_tokens,
+                    },
+                    crate::admission::micros(cost),
+                ),
+                _ => permit.settle_as_estimated(),
+            }
+        }
+        self.metrics.model_call(&treaty_telemetry::ModelCall {
+            operation: match ctx.route {
+                treaty_domain::Route::Embeddings => "embeddings",
+                _ => "chat",
+            },
+            provider: treaty_telemetry::span::provider_name(placed.host.provider.as_str()),
+            request_model: &ctx.model,
+            input_tokens: usage.map(|u| u.prompt_tokens),
+            output_tokens: usage.map(|u| u.completion_tokens),
+            seconds: started.elapsed().as_secs_f64(),
+            first_token_seconds: first_token.map(|d| d.as_secs_f64()),
+            error_type: None,
+        });
+        cost
+    }
+
+    /// Counts a decision in the metrics: admitted or refused, by clause.
+    pub(crate) fn count_decision(&self, decided: &treaty_policy::Decided<'_>) {
+        match &decided.refusal {
+            None => self.metrics.decision(decided.class.as_str(), true, &[]),
+            Some(r) => {
+                let clauses: Vec<&str> = r.clauses.iter().map(|c| c.as_str()).collect();
+                self.metrics
+                    .decision(decided.class.as_str(), false, &clauses);
+            }
+        }
+    }
+
+    fn count_limited(&self, refusal: &treaty_limits::Refusal) {
+        use treaty_limits::Refusal as R;
+        match refusal {
+            R::Budget(_) => self.metrics.rate_limited("budget", "budget"),
+            R::RateLimited(r) => self.metrics.rate_limited(r.scope.as_str(), r.kind.as_str()),
+            R::Unavailable => {}
+        }
     }
 
     /// Sends the request along its plan: a full reply, or a stream whose

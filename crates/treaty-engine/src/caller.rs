@@ -32,6 +32,16 @@ impl Caller {
         }
     }
 
+    /// Who is calling, as budgets and rate limits count it.
+    pub fn limits_subject(&self) -> treaty_limits::Subject<'_> {
+        treaty_limits::Subject {
+            key: &self.key.id,
+            tenant: self.key.tenant.as_str(),
+            channel: self.key.channel.as_str(),
+            product: self.key.product.as_str(),
+        }
+    }
+
     /// The same caller for another ledger id (a model step, a tool call).
     pub fn with_request_id(&self, request_id: String) -> Caller {
         Caller {
@@ -48,10 +58,48 @@ impl Engine {
         self.keys.check(presented).await.map_err(auth_error)
     }
 
+    /// [`Engine::authenticate`] for a client at `addr`, with failed
+    /// attempts limited per address (`rate_limits.auth_failures_per_minute`):
+    /// an address out of failures gets 429 without its key being looked
+    /// up, and the failure that goes one past the allowance turns its 401
+    /// into that 429.
+    pub async fn authenticate_from(
+        &self,
+        presented: &str,
+        addr: Option<std::net::IpAddr>,
+    ) -> Result<Arc<VerifiedKey>, Error> {
+        let guard = self.limits.auth().zip(addr);
+        if let Some((guard, addr)) = guard
+            && let Err(wait) = guard.check(addr)
+        {
+            self.metrics.auth_failure_limited();
+            return Err(too_many_failures(wait));
+        }
+        let result = self.authenticate(presented).await;
+        if let (Err(e), Some((guard, addr))) = (&result, guard)
+            && e.code == Code::InvalidApiKey
+            && let Err(wait) = guard.failed(addr)
+        {
+            self.metrics.auth_failure_limited();
+            return Err(too_many_failures(wait));
+        }
+        result
+    }
+
     /// The key a stored run was created with, for its worker.
     pub async fn key_by_id(&self, id: &str) -> Result<Arc<VerifiedKey>, Error> {
         self.keys.by_id(id).await.map_err(auth_error)
     }
+}
+
+fn too_many_failures(wait: std::time::Duration) -> Error {
+    let secs = wait.as_millis().div_ceil(1000).max(1) as u64;
+    let mut e = Error::new(
+        Code::AuthFailuresLimited,
+        format!("Too many failed authentication attempts from this address. Please try again in {secs}s."),
+    );
+    e.retry_after = Some(secs);
+    e
 }
 
 fn auth_error(e: AuthError) -> Error {

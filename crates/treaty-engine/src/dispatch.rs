@@ -90,6 +90,8 @@ where
         match result {
             Ok(value) => {
                 gw.router.observe(index, true, latency);
+                gw.metrics
+                    .attempt(host.id.as_str(), "ok", latency.as_secs_f64(), false);
                 attempts.push(Attempt {
                     host: host.id.clone(),
                     error: None,
@@ -115,6 +117,12 @@ where
                 let retry = err.retryable() || host_fault;
                 // A client error means the host answered: healthy.
                 gw.router.observe(index, !retry, latency);
+                gw.metrics.attempt(
+                    host.id.as_str(),
+                    error_type(&err),
+                    latency.as_secs_f64(),
+                    retry,
+                );
                 attempts.push(Attempt {
                     host: host.id.clone(),
                     error: Some(err.to_string()),
@@ -132,6 +140,22 @@ where
     }
     let error = exhausted(gw, last.as_ref(), &attempts, &ctx.model);
     Err(Failed { error, attempts })
+}
+
+/// A failed attempt's `outcome` label in metrics: a closed set, so the
+/// series stay few whatever the hosts answer.
+fn error_type(err: &UpstreamError) -> &'static str {
+    match err {
+        UpstreamError::Connect(_) => "connect",
+        UpstreamError::Timeout { .. } => "timeout",
+        UpstreamError::Status { status: 429, .. } => "rate_limited",
+        UpstreamError::Status { status, .. } if *status >= 500 => "server_error",
+        UpstreamError::Status { .. } => "rejected",
+        UpstreamError::InStream { .. } => "in_stream",
+        UpstreamError::Protocol(_) => "protocol",
+        UpstreamError::Truncated => "truncated",
+        UpstreamError::Io(_) => "io",
+    }
 }
 
 /// Maps one upstream failure to what the client sees.

@@ -25,6 +25,12 @@ pub struct Engine {
     pub(crate) providers: Vec<Arc<dyn Provider>>,
     /// The upstream HTTP client (the runtime's tools share it).
     pub http: reqwest::Client,
+    /// Budgets and rate limits, admitted and settled on the model-call
+    /// path ([`crate::admission`]).
+    pub limits: treaty_limits::Limits,
+    /// What `/metrics` serves; fed where every request ends
+    /// ([`crate::outcome`]).
+    pub metrics: Arc<treaty_telemetry::Metrics>,
     /// SHA-256 of the admin token; `None` disables the admin API.
     admin_token_hash: Option<[u8; 32]>,
 }
@@ -46,6 +52,8 @@ pub enum BuildError {
     Policy(#[from] PolicyError),
     #[error("cannot open the ledger: {0}")]
     Ledger(#[from] treaty_ledger::LedgerError),
+    #[error("cannot start budgets and rate limits: {0}")]
+    Limits(#[from] treaty_limits::LimitsError),
     #[error("ledger.witnesses: the key of {url}: {detail}")]
     WitnessKey { url: String, detail: String },
     #[error("cannot set up host {host}: {source}")]
@@ -57,22 +65,39 @@ pub enum BuildError {
 }
 
 impl Engine {
-    /// Opens the ledger on `store` with the config's settings, then builds
-    /// the engine. `env` supplies the admin token.
+    /// Opens the ledger on `store` with the config's settings, starts
+    /// this replica's budgets and rate limits, then builds the engine.
+    /// `env` supplies the admin token.
     pub async fn open(
         config: Config,
         store: Store,
         env: &dyn Env,
     ) -> Result<Arc<Engine>, BuildError> {
-        let ledger = treaty_ledger::Ledger::open(store.clone(), ledger_settings(&config)?).await?;
-        Engine::build(config, store, ledger, env)
+        let metrics = Arc::new(treaty_telemetry::Metrics::new(
+            config.telemetry.tenant_labels,
+        ));
+        let mut settings = ledger_settings(&config)?;
+        let observed = metrics.clone();
+        settings.on_batch = Some(treaty_ledger::BatchObserver(Arc::new(move |n, took| {
+            observed.ledger_batch(n, took.as_secs_f64())
+        })));
+        let ledger = treaty_ledger::Ledger::open(store.clone(), settings).await?;
+        let limits = treaty_limits::Limits::start(
+            treaty_limits::Settings::from_config(&config, replica_name(&config)),
+            Some(store.clone()),
+            treaty_limits::Clock::System,
+        )
+        .await?;
+        Engine::build(config, store, ledger, limits, metrics, env)
     }
 
-    /// Builds the engine around an open ledger.
+    /// Builds the engine around an open ledger and started limits.
     pub fn build(
         config: Config,
         store: Store,
         ledger: treaty_ledger::Ledger,
+        limits: treaty_limits::Limits,
+        metrics: Arc<treaty_telemetry::Metrics>,
         env: &dyn Env,
     ) -> Result<Arc<Engine>, BuildError> {
         let config = Arc::new(config);
@@ -116,6 +141,8 @@ impl Engine {
             .filter(|t| !t.is_empty())
             .map(|t| Sha256::digest(t.as_bytes()).into());
         Ok(Arc::new(Engine {
+            limits,
+            metrics,
             config,
             store,
             keys,
@@ -184,10 +211,51 @@ impl Engine {
         digest_matches(expected, presented)
     }
 
+    /// The `/metrics` page: the gauges read at scrape time (breakers,
+    /// the ledger's queue, budgets, the limits' counters) brought up to
+    /// date, then everything rendered.
+    pub fn render_metrics(&self) -> String {
+        let m = &self.metrics;
+        for (i, h) in self.config.hosts.iter().enumerate() {
+            use treaty_router::HostState;
+            let state = match self.router.health(i).state() {
+                HostState::Closed => treaty_telemetry::BreakerState::Closed,
+                HostState::HalfOpen => treaty_telemetry::BreakerState::HalfOpen,
+                HostState::Open => treaty_telemetry::BreakerState::Open,
+            };
+            m.breaker_state(h.id().as_str(), state);
+        }
+        m.ledger_queue_depth(self.ledger.stats().queue_depth);
+        let budgets = self.limits.budgets();
+        m.budgets(
+            budgets
+                .iter()
+                .map(|b| (b.id.as_str(), b.limit_micros, b.spent_micros + b.reserved_micros)),
+        );
+        let stats = self.limits.stats();
+        m.limits_counters(stats.soft_crossings, stats.store_errors);
+        m.render()
+    }
+
     /// Forgets a cached key verdict (after a revocation here).
     pub fn forget_key(&self, secret_hash: &str) {
         self.keys.forget(secret_hash);
     }
+}
+
+/// This engine's name in the limits' shared state: the instance id, the
+/// process id, the start time and the engine's number in the process, so
+/// two live replicas never share one even when their configs name the
+/// same instance.
+fn replica_name(config: &Config) -> String {
+    static ENGINES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "{}/{}/{}/{}",
+        config.instance.id,
+        std::process::id(),
+        treaty_domain::now_ms(),
+        ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// The ledger's settings from a validated config: durability, batching,

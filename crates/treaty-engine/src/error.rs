@@ -22,6 +22,11 @@ pub enum Code {
     AdminDisabled,
     AdminUnauthorized,
     AdminForbidden,
+    InsufficientQuota,
+    RateLimitedRequests,
+    RateLimitedTokens,
+    AuthFailuresLimited,
+    BudgetsUnavailable,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamError,
@@ -55,6 +60,13 @@ impl Code {
             Code::AdminDisabled => (403, "permission_error", "admin_disabled"),
             Code::AdminUnauthorized => (401, INVALID, "invalid_admin_token"),
             Code::AdminForbidden => (403, "permission_error", "admin_forbidden"),
+            // What the official SDKs know: `insufficient_quota` is not
+            // retried, `rate_limit_exceeded` is, after `Retry-After`.
+            Code::InsufficientQuota => (429, "insufficient_quota", "insufficient_quota"),
+            Code::RateLimitedRequests => (429, "requests", "rate_limit_exceeded"),
+            Code::RateLimitedTokens => (429, "tokens", "rate_limit_exceeded"),
+            Code::AuthFailuresLimited => (429, "rate_limit_error", "too_many_failed_authentications"),
+            Code::BudgetsUnavailable => (503, "server_error", "budgets_unavailable"),
             Code::UpstreamRateLimited => (429, "rate_limit_error", "upstream_rate_limited"),
             Code::UpstreamRejected => (403, "permission_error", "upstream_auth_failed"),
             Code::UpstreamError => (502, "upstream_error", "upstream_error"),
@@ -98,6 +110,8 @@ pub struct Error {
     pub status_override: Option<u16>,
     /// Clause ids behind a contract refusal, sent as `x-treaty-clauses`.
     pub clauses: Option<String>,
+    /// The caller's `x-ratelimit-*` numbers, for a rate-limit refusal.
+    pub rate: Option<Box<treaty_limits::RateHeaders>>,
 }
 
 impl std::fmt::Display for Error {
@@ -117,6 +131,7 @@ impl Error {
             retry_after: None,
             status_override: None,
             clauses: None,
+            rate: None,
         }
     }
 

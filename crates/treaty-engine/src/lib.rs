@@ -21,6 +21,7 @@
 //! holds a lock across an await, or touches disk per request except the
 //! ledger's commit where its durability promise says so.
 
+mod admission;
 pub mod call;
 mod caller;
 mod dispatch;

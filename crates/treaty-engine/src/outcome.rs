@@ -69,13 +69,29 @@ impl Outcome {
 impl Engine {
     /// Records what happened to the request of `ctx`.
     pub fn record_outcome(&self, ctx: &RequestContext, outcome: &Outcome) {
-        record(&self.ledger, ctx, outcome);
+        record(&self.ledger, &self.metrics, ctx, outcome);
     }
 }
 
-/// Logs an outcome and appends its record to `ledger`.
-pub(crate) fn record(ledger: &treaty_ledger::Ledger, ctx: &RequestContext, outcome: &Outcome) {
-    tracing::debug!(
+/// Logs an outcome (one line per request at info), counts it in the
+/// metrics, and appends its record to `ledger`.
+pub(crate) fn record(
+    ledger: &treaty_ledger::Ledger,
+    metrics: &treaty_telemetry::Metrics,
+    ctx: &RequestContext,
+    outcome: &Outcome,
+) {
+    let upstream: Duration = outcome.attempts.iter().map(|a| a.latency).sum();
+    metrics.request(&treaty_telemetry::RequestDone {
+        route: ctx.route.path(),
+        host: outcome.served_by.as_ref().map(|h| h.as_str()),
+        class: ctx.workload_class.map(|c| c.as_str()).unwrap_or("none"),
+        status: outcome.status,
+        tenant: ctx.tenant.as_str(),
+        total_seconds: outcome.latency.as_secs_f64(),
+        added_seconds: outcome.latency.saturating_sub(upstream).as_secs_f64(),
+    });
+    tracing::info!(
         target: "treaty::outcome",
         request_id = %ctx.request_id,
         key_id = %ctx.key_id,

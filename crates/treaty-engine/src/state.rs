@@ -59,6 +59,7 @@ pub struct StateAsk<'a> {
 #[must_use = "an operation's outcome must be recorded with Held::finish"]
 pub struct Held {
     ledger: treaty_ledger::Ledger,
+    metrics: std::sync::Arc<treaty_telemetry::Metrics>,
     ctx: Option<RequestContext>,
     started: Instant,
 }
@@ -81,7 +82,7 @@ impl Held {
 
     fn record(&mut self, outcome: &Outcome) {
         if let Some(ctx) = self.ctx.take() {
-            crate::outcome::record(&self.ledger, &ctx, outcome);
+            crate::outcome::record(&self.ledger, &self.metrics, &ctx, outcome);
         }
     }
 }
@@ -123,6 +124,7 @@ impl Engine {
             at_ms: treaty_domain::now_ms(),
         };
         let decided = self.policy.decide(&decision_ask)?;
+        self.count_decision(&decided);
         let ctx = RequestContext {
             request_id: caller.request_id.clone(),
             key_id: key.id.clone(),
@@ -141,6 +143,7 @@ impl Engine {
             .map_err(Error::ledger)?;
         let held = Held {
             ledger: self.ledger.clone(),
+            metrics: self.metrics.clone(),
             ctx: Some(ctx),
             started,
         };

@@ -62,8 +62,12 @@ pub struct CallStream {
     /// Batched durability: the decision record's commit, awaited before
     /// the stream may end well.
     gate: Option<Appended>,
+    /// The call's budget and rate-limit reservation, settled at the end.
+    permit: Option<treaty_limits::Permit>,
     attempts: Vec<Attempt>,
     started: Instant,
+    /// When the first event arrived, from the start.
+    first_token: std::time::Duration,
     usage: Option<Usage>,
     /// The upstream stream has ended; it must not be polled again (the
     /// providers' streams are not fused), even while the gate is pending.
@@ -90,6 +94,7 @@ impl CallStream {
         first: StreamEvent,
         rest: ChunkStream,
         gate: Option<Appended>,
+        permit: treaty_limits::Permit,
         attempts: Vec<Attempt>,
         started: Instant,
     ) -> CallStream {
@@ -100,7 +105,9 @@ impl CallStream {
             first: Some(first),
             rest,
             gate,
+            permit: Some(permit),
             attempts,
+            first_token: started.elapsed(),
             started,
             usage: None,
             inner_done: false,
@@ -148,8 +155,14 @@ impl CallStream {
             return;
         }
         self.finished = true;
-        let model = self.ctx.model.clone();
-        let cost = self.engine.spend(&self.placed, &model, self.usage);
+        let cost = self.engine.spend(
+            &self.ctx,
+            &self.placed,
+            self.usage,
+            self.permit.take(),
+            self.started,
+            Some(self.first_token),
+        );
         let mut attempts = std::mem::take(&mut self.attempts);
         if let (true, Some(error), Some(last)) = (host_failed, &error, attempts.last_mut()) {
             last.error = Some(error.clone());

@@ -66,6 +66,7 @@ pub fn app(gw: Gateway) -> Router {
         .route("/v1/models/{model}", get(routes::models::retrieve))
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
+        .route("/metrics", get(routes::health::metrics))
         .route("/openapi.json", get(routes::openapi::document))
         .route(
             "/admin/keys",

@@ -58,6 +58,9 @@ impl IntoResponse for ApiError {
         {
             h.insert("x-treaty-clauses", v);
         }
+        if let Some(rate) = &e.rate {
+            crate::headers::rate_limits(h, rate);
+        }
         res.extensions_mut().insert(LoggedError {
             code: e.code,
             message: e.message,

@@ -51,6 +51,15 @@ pub(crate) fn hints(headers: &HeaderMap) -> Hints {
     }
 }
 
+/// The client's address, when the server was started with connection
+/// info (it always is by [`crate::serve`]).
+fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 /// An authenticated caller: 401 in the OpenAI shape otherwise.
 #[derive(Debug)]
 pub(crate) struct ApiKey(pub Caller);
@@ -61,7 +70,7 @@ impl FromRequestParts<Gateway> for ApiKey {
     async fn from_request_parts(parts: &mut Parts, gw: &Gateway) -> Result<Self, ApiError> {
         let key = gw
             .engine
-            .authenticate(presented_key(&parts.headers))
+            .authenticate_from(presented_key(&parts.headers), client_addr(parts))
             .await?;
         let request_id = parts
             .extensions
@@ -95,7 +104,18 @@ impl FromRequestParts<Gateway> for Admin {
                 ),
             ));
         }
+        let guard = engine.limits.auth().zip(client_addr(parts));
+        if let Some((guard, addr)) = guard
+            && let Err(wait) = guard.check(addr)
+        {
+            return Err(too_many_failures(wait));
+        }
         if !engine.admin_token_matches(presented_key(&parts.headers)) {
+            if let Some((guard, addr)) = guard
+                && let Err(wait) = guard.failed(addr)
+            {
+                return Err(too_many_failures(wait));
+            }
             return Err(ApiError::new(
                 Code::AdminUnauthorized,
                 "Invalid admin token.",
@@ -103,4 +123,14 @@ impl FromRequestParts<Gateway> for Admin {
         }
         Ok(Admin)
     }
+}
+
+fn too_many_failures(wait: std::time::Duration) -> ApiError {
+    let secs = wait.as_millis().div_ceil(1000).max(1) as u64;
+    let mut e = treaty_engine::Error::new(
+        Code::AuthFailuresLimited,
+        format!("Too many failed authentication attempts from this address. Please try again in {secs}s."),
+    );
+    e.retry_after = Some(secs);
+    ApiError(e)
 }

@@ -35,6 +35,17 @@ pub(crate) fn placed(res: &mut Response, placed: &Placed) {
     {
         h.insert("x-treaty-clauses", v);
     }
+    rate_limits(h, &placed.rate);
+}
+
+/// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, for
+/// the caller's most constraining limits (none when it has none).
+pub(crate) fn rate_limits(h: &mut axum::http::HeaderMap, rate: &treaty_limits::RateHeaders) {
+    rate.for_each(|name, value| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    });
 }
 
 /// Marks a response as an event stream that proxies must not buffer.

@@ -218,7 +218,7 @@ impl Harness {
         .await
     }
 
-    async fn send(&self, req: Request<Body>) -> Reply {
+    pub async fn send(&self, req: Request<Body>) -> Reply {
         let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();

@@ -27,12 +27,20 @@
 use std::fmt;
 
 use ed25519_dalek::VerifyingKey;
-use treaty_store::{LedgerKeyRow, LedgerRow, Store};
+use treaty_store::Store;
+#[cfg(feature = "net")]
+use treaty_store::{LedgerKeyRow, LedgerRow};
 
-use crate::note::{SecretKey, VerifierKey};
-use crate::record::{Entry, KeyRecord, Kind};
-use crate::writer::Writer;
-use crate::{LedgerError, now_ms};
+use crate::LedgerError;
+#[cfg(any(feature = "net", test))]
+use crate::note::SecretKey;
+use crate::note::VerifierKey;
+#[cfg(feature = "net")]
+use crate::{
+    now_ms,
+    record::{Entry, KeyRecord, Kind},
+    writer::Writer,
+};
 
 /// An ed25519 public key, shown and parsed as 64 hex characters.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -137,6 +145,7 @@ pub async fn pubkey(store: &Store) -> Result<PublicKey, LedgerError> {
 
 /// Registers the writer's key; records a rotation; retires a secret an
 /// earlier version kept in the store (see the module's notes).
+#[cfg(feature = "net")]
 pub(crate) async fn activate(writer: &mut Writer) -> Result<(), LedgerError> {
     let store = writer.store.clone();
     let vkey = writer.signer.verifier().clone();

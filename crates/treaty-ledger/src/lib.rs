@@ -20,6 +20,10 @@
 //! of the contracts (decided by closures the caller passes, so this crate
 //! depends neither on the gateway nor on Cedar).
 //!
+//! The writer, the publisher and the witness's HTTP server are behind the
+//! `net` feature: the decision core depends on this crate for its record
+//! types and must not pull in an HTTP stack.
+//!
 //! The ledger never stores prompts, completions or secrets, never decides
 //! or routes, and never edits or deletes a record once written: the only
 //! writes are appends, the head, and checkpoints.
@@ -31,6 +35,7 @@ mod key;
 pub mod merkle;
 pub mod note;
 mod proof;
+#[cfg(feature = "net")]
 mod publish;
 mod receipt;
 mod record;
@@ -41,6 +46,7 @@ mod simulate;
 mod svg;
 mod verify;
 pub mod witness;
+#[cfg(feature = "net")]
 mod writer;
 
 use std::sync::Arc;
@@ -50,6 +56,7 @@ pub use export::{Format, export, export_with_progress};
 pub use html::html_report;
 pub use key::{PublicKey, active_key, log_keys, pubkey};
 pub use proof::{InclusionProof, ProofError, ProvenRecord, prove_request, prove_seq};
+#[cfg(feature = "net")]
 pub use publish::{PublishSettings, WitnessTarget};
 pub use receipt::{RECEIPT_DOMAIN, Receipt, ReceiptError, decision_leaf};
 pub use record::{
@@ -67,7 +74,8 @@ pub use simulate::{
 pub use verify::{
     Anchor, AnchorKind, KeySource, Problem, ProblemKind, VerifyOptions, VerifyReport, verify,
 };
-pub use writer::{Appended, Durability, Ledger, LedgerSettings, LedgerStats};
+#[cfg(feature = "net")]
+pub use writer::{Appended, BatchObserver, Durability, Ledger, LedgerSettings, LedgerStats};
 
 /// What can go wrong in the ledger. Verification findings are not errors:
 /// they are the [`VerifyReport`]'s `problem`.

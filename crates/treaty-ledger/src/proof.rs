@@ -44,6 +44,7 @@ async fn hashes(store: &Store, plan: &ProofPlan) -> Result<Vec<Hash>, LedgerErro
 
 /// The consistency proof from the tree of `old` records to the tree of
 /// `new` records.
+#[cfg(feature = "net")]
 pub async fn consistency(store: &Store, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
     let plan = ProofPlan::consistency(old, new)
         .ok_or_else(|| LedgerError::Range(format!("{old} is larger than {new}")))?;

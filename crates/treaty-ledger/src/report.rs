@@ -22,6 +22,8 @@ use crate::scan::{self, TimeRange};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dimension {
+    /// The virtual key's id: spend by key.
+    Key,
     Host,
     Channel,
     Product,
@@ -33,6 +35,7 @@ pub enum Dimension {
 impl Dimension {
     pub fn as_str(self) -> &'static str {
         match self {
+            Dimension::Key => "key",
             Dimension::Host => "host",
             Dimension::Channel => "channel",
             Dimension::Product => "product",
@@ -45,7 +48,7 @@ impl Dimension {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReportRow {
-    /// The host, channel, product, clause id, tenant or class.
+    /// The key id, host, channel, product, clause id, tenant or class.
     pub key: String,
     pub requests: u64,
     pub admitted: u64,
@@ -96,6 +99,7 @@ pub async fn report(
     }
     scan::each_request(store, TimeRange::new(since, until), |d, o| {
         let key = match by {
+            Dimension::Key => &d.key_id,
             Dimension::Host => scan::host_of(d, o),
             Dimension::Channel => &d.channel,
             Dimension::Product => &d.product,

@@ -21,10 +21,15 @@
 //! module never signs anything but cosignatures, and never deletes state.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+#[cfg(feature = "net")]
+use std::sync::Arc;
+use std::sync::Mutex;
 
+#[cfg(feature = "net")]
 use axum::extract::State;
+#[cfg(feature = "net")]
 use axum::http::{StatusCode, header};
+#[cfg(feature = "net")]
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -292,6 +297,7 @@ pub fn state_checkpoints(dir: &Path) -> Result<Vec<(String, String)>, LedgerErro
 }
 
 /// The witness's HTTP interface: `POST /add-checkpoint`.
+#[cfg(feature = "net")]
 pub fn router(witness: Arc<Witness>) -> axum::Router {
     axum::Router::new()
         .route("/add-checkpoint", axum::routing::post(add_checkpoint))
@@ -299,6 +305,7 @@ pub fn router(witness: Arc<Witness>) -> axum::Router {
 }
 
 /// Serves [`router`] on `listener` until `shutdown` resolves.
+#[cfg(feature = "net")]
 pub async fn serve(
     listener: tokio::net::TcpListener,
     witness: Arc<Witness>,
@@ -309,6 +316,7 @@ pub async fn serve(
         .await
 }
 
+#[cfg(feature = "net")]
 async fn add_checkpoint(State(w): State<Arc<Witness>>, body: String) -> Response {
     // File writes and one signature: short, but not for the async threads.
     let result = tokio::task::spawn_blocking(move || w.add_checkpoint(&body)).await;

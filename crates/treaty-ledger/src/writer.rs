@@ -88,6 +88,19 @@ pub struct LedgerSettings {
     pub key: SignerSource,
     /// Where checkpoints go once signed.
     pub publish: PublishSettings,
+    /// Told of every committed batch (metrics).
+    pub on_batch: Option<BatchObserver>,
+}
+
+/// Called by the writer after each committed batch with its record count
+/// and how long the commit took. Must be quick: it runs on the writer.
+#[derive(Clone)]
+pub struct BatchObserver(pub Arc<dyn Fn(usize, Duration) + Send + Sync>);
+
+impl std::fmt::Debug for BatchObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatchObserver")
+    }
 }
 
 impl Default for LedgerSettings {
@@ -100,6 +113,7 @@ impl Default for LedgerSettings {
             linger: Duration::from_millis(5),
             key: SignerSource::Auto,
             publish: PublishSettings::default(),
+            on_batch: None,
         }
     }
 }
@@ -112,6 +126,8 @@ pub struct LedgerStats {
     pub records: u64,
     pub checkpoints: u64,
     pub failed_batches: u64,
+    /// Records queued for the writer now.
+    pub queue_depth: u64,
 }
 
 #[derive(Default)]
@@ -354,6 +370,7 @@ impl Ledger {
             records: c.records.load(Ordering::Relaxed),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
             failed_batches: c.failed_batches.load(Ordering::Relaxed),
+            queue_depth: (self.inner.tx.max_capacity() - self.inner.tx.capacity()) as u64,
         }
     }
 }
@@ -521,7 +538,13 @@ impl Writer {
             return Ok(());
         }
         let n = turn.rows.len() as u64;
+        let started = std::time::Instant::now();
         let result = self.write(&turn.kinds, &mut turn.rows, false, None).await;
+        if result.is_ok()
+            && let Some(observer) = &self.settings.on_batch
+        {
+            (observer.0)(n as usize, started.elapsed());
+        }
         let kinds = std::mem::take(&mut turn.kinds);
         let rows = std::mem::take(&mut turn.rows);
         match result {

@@ -185,6 +185,7 @@ impl Kind {
                 weight: 1,
             }),
             endpoint,
+            rate_limit: Default::default(),
         }
     }
 }

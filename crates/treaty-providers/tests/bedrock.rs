@@ -47,6 +47,7 @@ fn provider(emu: &EmulatorHandle, secret: &str) -> Arc<dyn Provider> {
             models: vec![deployment(MODEL)],
             weight: 1,
         }),
+        rate_limit: Default::default(),
         endpoint: Endpoint {
             base_url: format!("{}/{HOST}", emu.url()),
             api_key: None,

@@ -54,6 +54,7 @@ fn hosts(emu: &EmulatorHandle, key: &str) -> Vec<HostConfig> {
             models: vec![],
             weight: 1,
         }),
+        rate_limit: Default::default(),
         endpoint: Endpoint {
             base_url: format!("{}/{id}", emu.url()),
             api_key: api_key.map(Secret::new),
@@ -388,6 +389,7 @@ async fn an_unreachable_host_is_a_connect_error() {
             models: vec![],
             weight: 1,
         }),
+        rate_limit: Default::default(),
         endpoint: Endpoint {
             base_url: format!("http://127.0.0.1:{port}"),
             api_key: None,

@@ -53,6 +53,7 @@ fn hosts(emu: &EmulatorHandle, key: &str) -> Vec<HostConfig> {
             models: vec![deployment()],
             weight: 1,
         }),
+        rate_limit: Default::default(),
         endpoint: Endpoint {
             base_url: format!("{}/{id}", emu.url()),
             api_key: Some(Secret::new(key)),

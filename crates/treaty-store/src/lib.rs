@@ -10,6 +10,7 @@
 
 mod keys;
 mod ledger;
+mod limits;
 mod runtime;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_pg;
@@ -22,6 +23,7 @@ pub use ledger::{
     CheckpointRow, LedgerConnection, LedgerHead, LedgerKeyRow, LedgerRow, LedgerTx, PublishOutcome,
     PublishStatusRow, SigningKeyRow, TreeNode,
 };
+pub use limits::{BudgetRow, BudgetState, BudgetSync, Taken};
 pub use runtime::{
     AgentRow, ConversationItemRow, ConversationRow, ItemKind, ItemRow, Order, ResponseRow,
     RunChange, RunEvent, RunEventRow, RunRow,

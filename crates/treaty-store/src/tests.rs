@@ -615,3 +615,180 @@ async fn postgres_run_events_follow_run_changes() {
     store.close().await;
     crate::test_pg::drop_database(&url).await;
 }
+
+fn budget(id: &str, limit: i64) -> BudgetRow {
+    BudgetRow {
+        id: id.into(),
+        key_id: None,
+        tenant: Some("acme".into()),
+        channel: None,
+        product: None,
+        period: "month".into(),
+        limit_micros: limit,
+        soft_percents: vec![50, 80],
+        source: "cli".into(),
+        updated_at: 1,
+    }
+}
+
+/// Budgets, their spend and two replicas' leases; shared token buckets.
+async fn exercise_limits(store: &Store) {
+    store
+        .put_budget(&budget("tenant/acme/month", 1_000))
+        .await
+        .unwrap();
+    // Setting it again replaces the limit, not a second row.
+    store
+        .put_budget(&budget("tenant/acme/month", 2_000))
+        .await
+        .unwrap();
+    let all = store.list_budgets().await.unwrap();
+    assert_eq!(all, vec![budget("tenant/acme/month", 2_000)]);
+
+    let sync =
+        |replica: &'static str, spent_delta: i64, reserved: i64, want_free: i64, now_ms: i64| {
+            BudgetSync {
+                budget_id: "tenant/acme/month",
+                period_start: 100,
+                replica,
+                spent_delta,
+                reserved,
+                want_free,
+                now_ms,
+                lease_ms: 1_000,
+                contend_until: 0,
+            }
+        };
+    // Replica a asks for 1,500 free: granted, the whole limit being open.
+    let a = store
+        .sync_budget(&sync("a", 0, 0, 1_500, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.limit_micros, a.spent_micros, a.granted),
+        (2_000, 0, 1_500)
+    );
+    // Replica b sees a's lease and gets only what is left.
+    let b = store
+        .sync_budget(&sync("b", 0, 100, 1_000, 20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.others_free, b.others, b.granted), (1_500, 1, 400));
+    assert!(!b.contended);
+    // b was short: it flags the budget contended for a while.
+    let b = store
+        .sync_budget(&BudgetSync {
+            contend_until: 500,
+            ..sync("b", 0, 100, 1_000, 25)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(b.contended);
+    assert_eq!(
+        store.contended_budgets(30).await.unwrap(),
+        vec!["tenant/acme/month".to_owned()]
+    );
+    assert!(store.contended_budgets(500).await.unwrap().is_empty());
+    // a settles 300 of spend and gives back its free share.
+    let a = store
+        .sync_budget(&sync("a", 300, 0, 0, 30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.spent_micros, a.others_reserved, a.others_free),
+        (300, 100, 400)
+    );
+    assert_eq!(
+        store.budget_spent("tenant/acme/month", 100).await.unwrap(),
+        300
+    );
+    // After b's lease expires (b died), it no longer holds anything.
+    let a = store
+        .sync_budget(&sync("a", 0, 0, 5_000, 2_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.others_reserved, a.others_free, a.granted), (0, 0, 1_700));
+    assert_eq!(
+        store.purge_budget_leases(2_500).await.unwrap(),
+        1,
+        "b's expired lease"
+    );
+    // A removed budget answers None and keeps no spend.
+    assert!(store.delete_budget("tenant/acme/month").await.unwrap());
+    assert!(
+        store
+            .sync_budget(&sync("a", 0, 0, 1, 3_000))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.budget_spent("tenant/acme/month", 100).await.unwrap(),
+        0
+    );
+
+    // A bucket of 10 tokens (scaled by 60,000), refilling 10 a minute.
+    let (cap, per_ms) = (10 * 60_000, 10);
+    let t = store
+        .take_tokens("key/k1/rpm", 4 * 60_000, cap, per_ms, 1_000)
+        .await
+        .unwrap();
+    assert_eq!((t.granted, t.level), (4 * 60_000, 6 * 60_000));
+    // Asking for more than is left grants what is left.
+    let t = store
+        .take_tokens("key/k1/rpm", 9 * 60_000, cap, per_ms, 1_000)
+        .await
+        .unwrap();
+    assert_eq!((t.granted, t.level), (6 * 60_000, 0));
+    // Six seconds refill one token.
+    let t = store
+        .take_tokens("key/k1/rpm", 60_000, cap, per_ms, 7_000)
+        .await
+        .unwrap();
+    assert_eq!((t.granted, t.level), (60_000, 0));
+    // A clock behind the row refills nothing.
+    let t = store
+        .take_tokens("key/k1/rpm", 60_000, cap, per_ms, 5_000)
+        .await
+        .unwrap();
+    assert_eq!(t.granted, 0);
+    // Giving back never fills beyond capacity.
+    assert_eq!(
+        store
+            .give_tokens("key/k1/rpm", 3 * 60_000, cap, per_ms, 7_000)
+            .await
+            .unwrap(),
+        3 * 60_000
+    );
+    assert_eq!(
+        store
+            .give_tokens("key/k1/rpm", 60 * 60_000, cap, per_ms, 7_000)
+            .await
+            .unwrap(),
+        cap
+    );
+}
+
+#[tokio::test]
+async fn sqlite_keeps_budgets_leases_and_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::open(&url).await.unwrap();
+    exercise_limits(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_budgets_leases_and_buckets() {
+    let Some(url) = crate::test_pg::fresh_database("limits").await else {
+        return;
+    };
+    let store = Store::open(&url).await.unwrap();
+    exercise_limits(&store).await;
+    store.close().await;
+    crate::test_pg::drop_database(&url).await;
+}

@@ -49,6 +49,10 @@ pub struct CreateArgs {
     /// `x-treaty-workload-class` header (comma-separated, e.g. "training").
     #[arg(long, value_delimiter = ',')]
     pub declare_classes: Option<Vec<String>>,
+    /// A spending budget for this key, AMOUNT/PERIOD in USD: "10usd/month",
+    /// "2usd/day" or "50usd/total" (see `treaty budgets`).
+    #[arg(long, value_name = "AMOUNT/PERIOD")]
+    pub budget: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
@@ -110,6 +114,15 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
                 .collect::<anyhow::Result<Vec<_>>>()
         })
         .transpose()?;
+    // Read before the key exists, so a typo mints nothing.
+    let budget = args
+        .budget
+        .as_deref()
+        .map(|b| {
+            crate::commands::budgets::spec(treaty_limits::Scope::Key(String::new()), b, &[])
+                .with_context(|| format!("--budget {b:?}"))
+        })
+        .transpose()?;
     let store = args.state.open(config.as_ref()).await?;
     let (minted, view) = treaty_keys::issue(
         &store,
@@ -124,10 +137,30 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .await?;
+    let budget = match budget {
+        Some(spec) => {
+            let spec = treaty_limits::BudgetSpec {
+                scope: treaty_limits::Scope::Key(view.id.clone()),
+                ..spec
+            };
+            store
+                .put_budget(&spec.to_row("cli", treaty_keys::now_ms()))
+                .await?;
+            Some(spec)
+        }
+        None => None,
+    };
     match args.format {
         Format::Json => {
             let mut v = serde_json::to_value(&view)?;
             v["secret"] = serde_json::Value::String(minted.secret);
+            if let Some(b) = &budget {
+                v["budget"] = serde_json::json!({
+                    "id": b.id(),
+                    "limit_micros": b.limit_micros,
+                    "period": b.period.as_str(),
+                });
+            }
             output::line(serde_json::to_string_pretty(&v)?);
         }
         Format::Text => {
@@ -136,6 +169,14 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
                 view.id, view.tenant, view.channel, view.product
             ));
             output::line(format!("secret: {}", minted.secret));
+            if let Some(b) = &budget {
+                output::line(format!(
+                    "budget {}: {} per {}",
+                    b.id(),
+                    treaty_limits::format_usd(b.limit_micros),
+                    b.period
+                ));
+            }
             output::line(
                 "Store the secret now: it is not shown again and Treaty keeps only its hash.",
             );

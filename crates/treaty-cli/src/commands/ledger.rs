@@ -37,8 +37,8 @@ pub enum LedgerCommand {
     /// Print the inclusion proof (JSON) of a request's decision record, or
     /// of the record at --seq, against the latest signed checkpoint.
     Proof(super::evidence::ProofArgs),
-    /// Requests, outcomes, tokens and cost grouped by host, channel,
-    /// product, clause, tenant or workload class.
+    /// Requests, outcomes, tokens and cost grouped by key, host,
+    /// channel, product, clause, tenant or workload class.
     Report(ReportArgs),
     /// Every record, in sequence order, as JSON lines (exactly as hashed)
     /// or CSV.
@@ -89,6 +89,7 @@ pub struct PubkeyArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum By {
+    Key,
     Host,
     Channel,
     Product,
@@ -100,6 +101,7 @@ pub enum By {
 impl From<By> for Dimension {
     fn from(by: By) -> Dimension {
         match by {
+            By::Key => Dimension::Key,
             By::Host => Dimension::Host,
             By::Channel => Dimension::Channel,
             By::Product => Dimension::Product,

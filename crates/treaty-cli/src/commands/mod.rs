@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod budgets;
 pub mod contracts;
 pub mod demo;
 pub mod emulate;

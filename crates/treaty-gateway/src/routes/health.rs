@@ -31,3 +31,17 @@ pub(crate) async fn ready(State(gw): State<Gateway>) -> Result<Json<Value>, ApiE
         json!({"status": "ready", "hosts": engine.config.hosts.len()}),
     ))
 }
+
+/// Prometheus metrics (OpenMetrics text). Unauthenticated like `/health`:
+/// no tenant or key ids unless `telemetry.tenant_labels` is on.
+pub(crate) async fn metrics(State(gw): State<Gateway>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            treaty_telemetry::CONTENT_TYPE,
+        )],
+        gw.engine.render_metrics(),
+    )
+        .into_response()
+}

@@ -234,6 +234,18 @@ async fn reports_group_requests(db: Db) {
         .map(|r| (r.key.as_str(), r.requests))
         .collect();
     assert_eq!(keys, [("acme", 3), ("eu-bank", 1), ("gov", 2)]);
+    // The fixture's tenants each use one key (`key_{tenant}`): spend by
+    // key is spend by tenant under the key's id.
+    let by_key = report(&store, Dimension::Key, None, None).await.unwrap();
+    let renamed: Vec<ReportRow> = by_tenant
+        .iter()
+        .map(|r| ReportRow {
+            key: format!("key_{}", r.key),
+            ..r.clone()
+        })
+        .collect();
+    assert_eq!(by_key, renamed);
+    assert!(by_key.iter().any(|r| r.cost_micros > 0));
     let by_product = report(&store, Dimension::Product, None, None)
         .await
         .unwrap();
