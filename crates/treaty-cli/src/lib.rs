@@ -105,16 +105,58 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The slot for the OTLP layer: empty until `serve` has read its config
+/// and the `OTEL_*` variables, filled once then.
+type Traces = tracing_subscriber::reload::Handle<
+    Option<treaty_telemetry::trace::Layer<tracing_subscriber::Registry>>,
+    tracing_subscriber::Registry,
+>;
+
+static TRACES: std::sync::OnceLock<Traces> = std::sync::OnceLock::new();
+
+/// Starts exporting spans over OTLP, when the environment or the config
+/// names an endpoint. The returned guard flushes and stops the exporter
+/// when dropped. Must run inside the Tokio runtime.
+pub(crate) fn start_traces(
+    telemetry: &treaty_config::TelemetryConfig,
+    instance: &str,
+) -> anyhow::Result<Option<treaty_telemetry::trace::TraceGuard>> {
+    use treaty_telemetry::trace::{FileSettings, TraceSettings};
+    let file = FileSettings {
+        otlp_endpoint: telemetry.otlp_endpoint.clone(),
+        service_name: telemetry.service_name.clone(),
+        sample_ratio: telemetry.sample_ratio,
+    };
+    let Some(settings) = TraceSettings::resolve(|n| std::env::var(n).ok(), &file, instance) else {
+        return Ok(None);
+    };
+    let Some(handle) = TRACES.get() else {
+        return Ok(None);
+    };
+    let (layer, guard) = treaty_telemetry::trace::layer(&settings)?;
+    handle
+        .reload(Some(layer))
+        .map_err(|e| anyhow::anyhow!("cannot start exporting traces: {e}"))?;
+    tracing::info!(endpoint = %settings.endpoint, "exporting traces over OTLP");
+    Ok(Some(guard))
+}
+
 fn init_logging(filter: &str, json: bool) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (traces, handle) = tracing_subscriber::reload::Layer::new(None);
+    let registry = tracing_subscriber::registry().with(traces).with(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
-    let _ = if json {
-        builder.json().try_init()
+    let installed = if json {
+        registry.with(fmt.json()).try_init()
     } else {
-        builder.compact().try_init()
+        registry.with(fmt.compact()).try_init()
     };
+    if installed.is_ok() {
+        let _ = TRACES.set(handle);
+    }
 }

@@ -65,7 +65,9 @@ fn message_tokens(m: &ChatMessage) -> u64 {
                         .map(|calls| {
                             calls
                                 .iter()
-                                .map(|c| text_tokens(c.function.arguments.len() + c.function.name.len()))
+                                .map(|c| {
+                                    text_tokens(c.function.arguments.len() + c.function.name.len())
+                                })
                                 .sum()
                         })
                         .unwrap_or(0)

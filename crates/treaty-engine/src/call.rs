@@ -107,6 +107,25 @@ pub struct Full {
     pub body: Bytes,
     pub usage: Option<Usage>,
     pub placed: Placed,
+    /// The signed placement receipt (`x-treaty-receipt`); `None` only if
+    /// signing failed (logged).
+    pub receipt: Option<String>,
+}
+
+/// What a served call holds until it is settled: its reservation against
+/// the caller's budgets and limits, and its share of the host's quota.
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    pub(crate) call: treaty_limits::Permit,
+    pub(crate) host: treaty_limits::HostPermit,
+}
+
+/// What a receipt is made of: the decision record as appended, and its
+/// sequence number once durable.
+#[derive(Debug)]
+pub(crate) struct Evidence {
+    pub(crate) record: treaty_ledger::DecisionRecord,
+    pub(crate) seq: Option<u64>,
 }
 
 /// What a model call gives back.
@@ -182,6 +201,21 @@ impl Engine {
         };
         let decided = self.policy.decide(&ask)?;
         self.count_decision(&decided);
+        if treaty_telemetry::span::enabled() {
+            let clauses: Vec<&str> = match &decided.refusal {
+                Some(r) => r.clauses.iter().map(|c| c.as_str()).collect(),
+                None => Vec::new(),
+            };
+            treaty_telemetry::span::record_treaty(
+                &tracing::Span::current(),
+                &treaty_telemetry::span::TreatyAttrs {
+                    class: Some(decided.class.as_str()),
+                    reading: self.policy.reading(),
+                    clauses: &clauses,
+                    ..Default::default()
+                },
+            );
+        }
         ctx.workload_class = Some(decided.class);
         ctx.classified_by = Some(decided.rule.to_owned());
         let plan = match decided.refusal {
@@ -220,12 +254,20 @@ impl Engine {
                 shadows: &shadow_picks,
             },
         );
+        // Kept for the receipt, which hashes the record as the ledger
+        // stores it.
+        let mut evidence = Evidence {
+            record: record.clone(),
+            seq: None,
+        };
         let appended = self.ledger.append(Entry::Decision(record));
         if let Some(refusal) = &decided.refusal {
             // The refusal is an answer too: it leaves once its decision is
-            // durable, whatever the mode.
-            appended.await.map_err(Error::ledger)?;
-            let err = Error::from(refusal);
+            // durable, whatever the mode, with a receipt the refused party
+            // can show.
+            evidence.seq = Some(appended.await.map_err(Error::ledger)?);
+            let mut err = Error::from(refusal);
+            err.receipt = self.receipt(&evidence, None).map(String::into_boxed_str);
             self.record_outcome(&ctx, &Outcome::error(&err, started.elapsed()));
             return Err(err);
         }
@@ -238,7 +280,11 @@ impl Engine {
                 .filter(|(i, _)| decided.allowed.contains(*i))
                 .map(|(_, h)| &*h.host),
         );
-        let permit = match self.limits.admit(&call.caller.limits_subject(), estimate).await {
+        let permit = match self
+            .limits
+            .admit(&call.caller.limits_subject(), estimate)
+            .await
+        {
             Ok(permit) => permit,
             Err(refusal) => {
                 self.count_limited(&refusal);
@@ -248,13 +294,13 @@ impl Engine {
             }
         };
         let gate = if self.ledger.durability() == Durability::Strict {
-            appended.await.map_err(Error::ledger)?;
+            evidence.seq = Some(appended.await.map_err(Error::ledger)?);
             None
         } else {
             Some(appended)
         };
 
-        let served = match self.send(&ctx, &plan, call.request).await {
+        let served = match self.send(&ctx, &plan, call.request, estimate.tokens).await {
             Ok(served) => served,
             Err(failed) => {
                 self.record_outcome(&ctx, &Outcome::failed(&failed, started.elapsed()));
@@ -270,7 +316,11 @@ impl Engine {
         };
         match served.value {
             Ready::Full { body, usage } => {
-                let cost = self.spend(&ctx, &placed, usage, Some(permit), started, None);
+                let reserved = Reserved {
+                    call: permit,
+                    host: served.quota,
+                };
+                let cost = self.spend(&ctx, &placed, usage, Some(reserved), started, None);
                 let mut outcome = Outcome {
                     status: 200,
                     served_by: Some(placed.host.id.clone()),
@@ -281,21 +331,26 @@ impl Engine {
                     client_cancelled: false,
                     error: None,
                 };
-                if let Some(gate) = gate
-                    && let Err(e) = gate.await
-                {
-                    let err = Error::ledger_withheld(e);
-                    outcome.status = err.status();
-                    outcome.error = Some(err.code.as_str().to_owned());
-                    outcome.latency = started.elapsed();
-                    self.record_outcome(&ctx, &outcome);
-                    return Err(err);
+                if let Some(gate) = gate {
+                    match gate.await {
+                        Ok(seq) => evidence.seq = Some(seq),
+                        Err(e) => {
+                            let err = Error::ledger_withheld(e);
+                            outcome.status = err.status();
+                            outcome.error = Some(err.code.as_str().to_owned());
+                            outcome.latency = started.elapsed();
+                            self.record_outcome(&ctx, &outcome);
+                            return Err(err);
+                        }
+                    }
                 }
                 self.record_outcome(&ctx, &outcome);
+                let receipt = self.receipt(&evidence, Some(placed.host.id.as_str()));
                 Ok(Answer::Full(Full {
                     body,
                     usage,
                     placed,
+                    receipt,
                 }))
             }
             Ready::Stream { first, rest } => Ok(Answer::Stream(Box::new(CallStream::new(
@@ -305,7 +360,11 @@ impl Engine {
                 first,
                 rest,
                 gate,
-                permit,
+                evidence,
+                Reserved {
+                    call: permit,
+                    host: served.quota,
+                },
                 served.attempts,
                 started,
             )))),
@@ -321,7 +380,7 @@ impl Engine {
         ctx: &RequestContext,
         placed: &Placed,
         usage: Option<Usage>,
-        permit: Option<treaty_limits::Permit>,
+        reserved: Option<Reserved>,
         started: Instant,
         first_token: Option<std::time::Duration>,
     ) -> Option<f64> {
@@ -334,15 +393,20 @@ impl Engine {
             self.metrics
                 .spend(ctx.tenant.as_str(), crate::admission::micros(cost));
         }
-        if let Some(permit) = permit {
+        if let Some(Reserved { call, host }) = reserved {
             match (usage, cost) {
-                (Some(u), Some(cost)) => permit.settle(
-                    treaty_limits::Usage {
-                        tokens: u.prompt_tokens + u.completion_tokens,
-                    },
-                    crate::admission::micros(cost),
-                ),
-                _ => permit.settle_as_estimated(),
+                (Some(u), Some(cost)) => {
+                    let tokens = u.prompt_tokens + u.completion_tokens;
+                    call.settle(
+                        treaty_limits::Usage { tokens },
+                        crate::admission::micros(cost),
+                    );
+                    host.settle(tokens);
+                }
+                _ => {
+                    call.settle_as_estimated();
+                    host.settle_as_estimated();
+                }
             }
         }
         self.metrics.model_call(&treaty_telemetry::ModelCall {
@@ -359,6 +423,29 @@ impl Engine {
             error_type: None,
         });
         cost
+    }
+
+    /// The signed placement receipt of a durable decision, served by
+    /// `served_by` (`None`: refused). One Ed25519 signature with the log's
+    /// key; a failure to sign is logged and the answer goes without one.
+    pub(crate) fn receipt(&self, evidence: &Evidence, served_by: Option<&str>) -> Option<String> {
+        let seq = evidence.seq?;
+        let signer = self.ledger.signer();
+        let signed = treaty_ledger::Receipt::for_decision(
+            &evidence.record,
+            seq,
+            served_by,
+            signer.verifier(),
+            treaty_domain::now_ms(),
+        )
+        .and_then(|r| r.sign(signer.as_ref()));
+        match signed {
+            Ok(wire) => Some(wire),
+            Err(e) => {
+                tracing::error!(error = %e, request_id = %evidence.record.request_id, "cannot sign a placement receipt");
+                None
+            }
+        }
     }
 
     /// Counts a decision in the metrics: admitted or refused, by clause.
@@ -389,8 +476,9 @@ impl Engine {
         ctx: &RequestContext,
         plan: &Plan,
         request: ModelRequest<'_>,
+        tokens: u32,
     ) -> Result<crate::dispatch::Served<Ready>, crate::dispatch::Failed> {
-        dispatch(self, ctx, plan, |provider, host, call| async move {
+        dispatch(self, ctx, plan, tokens, |provider, host, call| async move {
             let Some(deployment) = host.deployment(request.model()) else {
                 return Err(UpstreamError::Protocol("host lost its deployment".into()));
             };

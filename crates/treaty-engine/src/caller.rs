@@ -96,7 +96,9 @@ fn too_many_failures(wait: std::time::Duration) -> Error {
     let secs = wait.as_millis().div_ceil(1000).max(1) as u64;
     let mut e = Error::new(
         Code::AuthFailuresLimited,
-        format!("Too many failed authentication attempts from this address. Please try again in {secs}s."),
+        format!(
+            "Too many failed authentication attempts from this address. Please try again in {secs}s."
+        ),
     );
     e.retry_after = Some(secs);
     e

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use tokio::time::Instant;
 use treaty_domain::{Host, HostId, RequestContext};
@@ -35,6 +36,8 @@ pub(crate) struct Served<T> {
     pub host: Arc<Host>,
     pub host_index: usize,
     pub attempts: Vec<Attempt>,
+    /// The serving host's share of its own quota, settled with the usage.
+    pub quota: treaty_limits::HostPermit,
 }
 
 pub(crate) struct Failed {
@@ -46,6 +49,7 @@ pub(crate) async fn dispatch<T, F, Fut>(
     gw: &Engine,
     ctx: &RequestContext,
     plan: &Plan,
+    tokens: u32,
     mut call: F,
 ) -> Result<Served<T>, Failed>
 where
@@ -79,14 +83,53 @@ where
             tokio::time::sleep(wait).await;
         }
         let host = gw.router.host(index).clone();
+        // The host's own quota (`hosts.rate_limit`): a host at it is
+        // skipped like one that answered 429.
+        let quota = match gw.limits.acquire_host(index, tokens).await {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                gw.metrics.rate_limited("host", limit_kind(&refusal));
+                attempts.push(Attempt {
+                    host: host.id.clone(),
+                    error: Some("host_quota".into()),
+                    latency: Duration::ZERO,
+                });
+                last = Some(UpstreamError::Status {
+                    status: 429,
+                    retry_after: refusal.retry_after(),
+                    message: format!("Treaty's quota for host {} is used up.", host.id),
+                    code: Some("host_quota".into()),
+                });
+                continue;
+            }
+        };
         let options = CallOptions {
             first_byte_timeout: upstream.first_byte_timeout,
             deadline,
             request_id: ctx.request_id.clone(),
+            traceparent: None,
         };
+        let span = attempt_span(ctx, &host);
+        let mut options = options;
+        if !span.is_none() {
+            let mut headers = http::HeaderMap::new();
+            treaty_telemetry::span::inject(&span, &mut headers);
+            options.traceparent = headers.remove("traceparent");
+        }
         let started = Instant::now();
-        let result = call(gw.providers[index].clone(), host.clone(), options).await;
+        let result = call(gw.providers[index].clone(), host.clone(), options)
+            .instrument(span.clone())
+            .await;
         let latency = started.elapsed();
+        if let Err(err) = &result {
+            treaty_telemetry::span::record_response(
+                &span,
+                &treaty_telemetry::span::GenAiResponse {
+                    error_type: Some(error_type(err)),
+                    ..Default::default()
+                },
+            );
+        }
         match result {
             Ok(value) => {
                 gw.router.observe(index, true, latency);
@@ -102,6 +145,7 @@ where
                     host,
                     host_index: index,
                     attempts,
+                    quota,
                 });
             }
             Err(err) => {
@@ -140,6 +184,48 @@ where
     }
     let error = exhausted(gw, last.as_ref(), &attempts, &ctx.model);
     Err(Failed { error, attempts })
+}
+
+/// The span of one attempt at a host, a GenAI client span named
+/// `{operation} {model}`; `Span::none()` when spans are not exported, so
+/// tracing off costs no allocation here.
+fn attempt_span(ctx: &RequestContext, host: &treaty_domain::Host) -> tracing::Span {
+    use treaty_telemetry::span;
+    if !span::enabled() {
+        return tracing::Span::none();
+    }
+    let operation = match ctx.route {
+        treaty_domain::Route::Embeddings => "embeddings",
+        _ => "chat",
+    };
+    let s = tracing::info_span!(
+        "gen_ai.attempt",
+        otel.name = %format_args!("{operation} {}", ctx.model),
+        otel.kind = "client",
+    );
+    span::record_request(
+        &s,
+        &span::GenAiRequest {
+            operation,
+            provider: span::provider_name(host.provider.as_str()),
+            request_model: &ctx.model,
+        },
+    );
+    span::record_treaty(
+        &s,
+        &span::TreatyAttrs {
+            host: Some(host.id.as_str()),
+            ..Default::default()
+        },
+    );
+    s
+}
+
+fn limit_kind(refusal: &treaty_limits::Refusal) -> &'static str {
+    match refusal {
+        treaty_limits::Refusal::RateLimited(r) => r.kind.as_str(),
+        _ => "requests",
+    }
 }
 
 /// A failed attempt's `outcome` label in metrics: a closed set, so the

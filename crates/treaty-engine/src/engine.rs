@@ -227,14 +227,42 @@ impl Engine {
         }
         m.ledger_queue_depth(self.ledger.stats().queue_depth);
         let budgets = self.limits.budgets();
-        m.budgets(
-            budgets
-                .iter()
-                .map(|b| (b.id.as_str(), b.limit_micros, b.spent_micros + b.reserved_micros)),
-        );
+        m.budgets(budgets.iter().map(|b| {
+            (
+                b.id.as_str(),
+                b.limit_micros,
+                b.spent_micros + b.reserved_micros,
+            )
+        }));
         let stats = self.limits.stats();
         m.limits_counters(stats.soft_crossings, stats.store_errors);
         m.render()
+    }
+
+    /// Records an administrative change in the ledger, durably, with who
+    /// made it. Called after the change: a failure here is a 503 and an
+    /// error in the log, and the change stands (it cannot be taken back
+    /// atomically with the store's other tables).
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: String,
+    ) -> Result<(), crate::Error> {
+        let record = treaty_ledger::AdminRecord {
+            at_ms: treaty_domain::now_ms(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail,
+        };
+        tracing::info!(actor, action, target, "admin change");
+        self.ledger
+            .append(treaty_ledger::Entry::Admin(record))
+            .await
+            .map(|_| ())
+            .map_err(crate::Error::ledger)
     }
 
     /// Forgets a cached key verdict (after a revocation here).

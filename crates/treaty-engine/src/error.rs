@@ -19,6 +19,7 @@ pub enum Code {
     UnknownUrl,
     MethodNotAllowed,
     NotFound,
+    ProofNotReady,
     AdminDisabled,
     AdminUnauthorized,
     AdminForbidden,
@@ -57,6 +58,7 @@ impl Code {
             Code::UnknownUrl => (404, INVALID, "unknown_url"),
             Code::MethodNotAllowed => (405, INVALID, "method_not_allowed"),
             Code::NotFound => (404, INVALID, "not_found"),
+            Code::ProofNotReady => (409, INVALID, "proof_not_ready"),
             Code::AdminDisabled => (403, "permission_error", "admin_disabled"),
             Code::AdminUnauthorized => (401, INVALID, "invalid_admin_token"),
             Code::AdminForbidden => (403, "permission_error", "admin_forbidden"),
@@ -65,7 +67,9 @@ impl Code {
             Code::InsufficientQuota => (429, "insufficient_quota", "insufficient_quota"),
             Code::RateLimitedRequests => (429, "requests", "rate_limit_exceeded"),
             Code::RateLimitedTokens => (429, "tokens", "rate_limit_exceeded"),
-            Code::AuthFailuresLimited => (429, "rate_limit_error", "too_many_failed_authentications"),
+            Code::AuthFailuresLimited => {
+                (429, "rate_limit_error", "too_many_failed_authentications")
+            }
             Code::BudgetsUnavailable => (503, "server_error", "budgets_unavailable"),
             Code::UpstreamRateLimited => (429, "rate_limit_error", "upstream_rate_limited"),
             Code::UpstreamRejected => (403, "permission_error", "upstream_auth_failed"),
@@ -112,6 +116,8 @@ pub struct Error {
     pub clauses: Option<String>,
     /// The caller's `x-ratelimit-*` numbers, for a rate-limit refusal.
     pub rate: Option<Box<treaty_limits::RateHeaders>>,
+    /// The signed receipt of a contract refusal (`x-treaty-receipt`).
+    pub receipt: Option<Box<str>>,
 }
 
 impl std::fmt::Display for Error {
@@ -132,6 +138,7 @@ impl Error {
             status_override: None,
             clauses: None,
             rate: None,
+            receipt: None,
         }
     }
 

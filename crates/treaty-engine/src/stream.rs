@@ -25,6 +25,7 @@ use treaty_openai::Usage;
 use treaty_providers::{ChunkStream, StreamEvent, UpstreamError};
 
 use crate::call::Placed;
+use crate::call::{Evidence, Reserved};
 use crate::dispatch::{Attempt, client_facing};
 use crate::engine::Engine;
 use crate::error::Error;
@@ -62,8 +63,13 @@ pub struct CallStream {
     /// Batched durability: the decision record's commit, awaited before
     /// the stream may end well.
     gate: Option<Appended>,
-    /// The call's budget and rate-limit reservation, settled at the end.
-    permit: Option<treaty_limits::Permit>,
+    /// The decision as appended and, once durable, its sequence number.
+    evidence: Evidence,
+    /// The signed receipt, made when the stream ends well.
+    receipt: Option<String>,
+    /// The call's budget, rate-limit and host-quota reservation, settled
+    /// at the end.
+    reserved: Option<Reserved>,
     attempts: Vec<Attempt>,
     started: Instant,
     /// When the first event arrived, from the start.
@@ -94,7 +100,8 @@ impl CallStream {
         first: StreamEvent,
         rest: ChunkStream,
         gate: Option<Appended>,
-        permit: treaty_limits::Permit,
+        evidence: Evidence,
+        reserved: Reserved,
         attempts: Vec<Attempt>,
         started: Instant,
     ) -> CallStream {
@@ -105,7 +112,9 @@ impl CallStream {
             first: Some(first),
             rest,
             gate,
-            permit: Some(permit),
+            evidence,
+            receipt: None,
+            reserved: Some(reserved),
             attempts,
             first_token: started.elapsed(),
             started,
@@ -118,6 +127,12 @@ impl CallStream {
     /// Where the stream runs and why it may.
     pub fn placed(&self) -> &Placed {
         &self.placed
+    }
+
+    /// The signed placement receipt, once the stream has ended well
+    /// (after [`StreamItem::Done`]).
+    pub fn receipt(&self) -> Option<&str> {
+        self.receipt.as_deref()
     }
 
     /// The usage the host reported so far.
@@ -159,7 +174,7 @@ impl CallStream {
             &self.ctx,
             &self.placed,
             self.usage,
-            self.permit.take(),
+            self.reserved.take(),
             self.started,
             Some(self.first_token),
         );
@@ -224,7 +239,10 @@ impl Stream for CallStream {
         if let Some(gate) = this.gate.as_mut() {
             match Pin::new(gate).poll(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(_)) => this.gate = None,
+                Poll::Ready(Ok(seq)) => {
+                    this.gate = None;
+                    this.evidence.seq = Some(seq);
+                }
                 Poll::Ready(Err(e)) => {
                     this.gate = None;
                     let err = Error::ledger_withheld(e);
@@ -234,6 +252,9 @@ impl Stream for CallStream {
             }
         }
         this.finish(false, None, false);
+        this.receipt = this
+            .engine
+            .receipt(&this.evidence, Some(this.placed.host.id.as_str()));
         Poll::Ready(Some(StreamItem::Done))
     }
 }

@@ -62,6 +62,7 @@ pub fn app(gw: Gateway) -> Router {
         )
         .route("/v1/runs/{id}/approve", post(routes::runs::approve))
         .route("/v1/runs/{id}/events", get(routes::runs::events))
+        .route("/v1/ledger/proofs/{request_id}", get(routes::ledger::proof))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{model}", get(routes::models::retrieve))
         .route("/health", get(routes::health::health))
@@ -73,6 +74,11 @@ pub fn app(gw: Gateway) -> Router {
             post(routes::admin::create_key).get(routes::admin::list_keys),
         )
         .route("/admin/keys/{id}", delete(routes::admin::revoke_key))
+        .route(
+            "/admin/budgets",
+            post(routes::admin::set_budget).get(routes::admin::list_budgets),
+        )
+        .route("/admin/budgets/{id}", delete(routes::admin::remove_budget))
         .route("/admin/explain", post(routes::admin::explain))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -8,6 +8,8 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use tracing::Instrument as _;
+
 use crate::error::{Code, LoggedError};
 use crate::headers::RequestId;
 
@@ -20,7 +22,11 @@ pub(crate) async fn request_envelope(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
-    let mut res = next.run(req).await;
+    let span = request_span(&req, &id);
+    let mut res = next.run(req).instrument(span.clone()).await;
+    if !span.is_none() {
+        span.record("http.response.status_code", res.status().as_u16());
+    }
     if let Some(err) = res.extensions().get::<LoggedError>() {
         let status = res.status().as_u16();
         // Server faults, and a host refusing Treaty's credentials (the
@@ -37,4 +43,24 @@ pub(crate) async fn request_envelope(mut req: Request, next: Next) -> Response {
         res.headers_mut().insert("x-request-id", v);
     }
     res
+}
+
+/// The request's server span, a child of the client's `traceparent` when
+/// it sent one; `Span::none()` when spans are not exported, so tracing
+/// off costs nothing per request.
+fn request_span(req: &Request, id: &str) -> tracing::Span {
+    if !treaty_telemetry::span::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {}", req.method(), req.uri().path()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        url.path = %req.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+        treaty.request_id = %id,
+    );
+    treaty_telemetry::span::follow_client(&span, req.headers());
+    span
 }

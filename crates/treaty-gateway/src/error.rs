@@ -58,6 +58,11 @@ impl IntoResponse for ApiError {
         {
             h.insert("x-treaty-clauses", v);
         }
+        if let Some(receipt) = &e.receipt
+            && let Ok(v) = HeaderValue::from_str(receipt)
+        {
+            h.insert(crate::headers::RECEIPT, v);
+        }
         if let Some(rate) = &e.rate {
             crate::headers::rate_limits(h, rate);
         }

@@ -86,9 +86,12 @@ impl FromRequestParts<Gateway> for ApiKey {
 }
 
 /// The admin token: 403 when the admin API is disabled, 401 when the
-/// token is wrong.
+/// token is wrong. Carries who is acting, for the ledger's admin records:
+/// the token holder at the client's address.
 #[derive(Debug)]
-pub(crate) struct Admin;
+pub(crate) struct Admin {
+    pub actor: String,
+}
 
 impl FromRequestParts<Gateway> for Admin {
     type Rejection = ApiError;
@@ -121,7 +124,11 @@ impl FromRequestParts<Gateway> for Admin {
                 "Invalid admin token.",
             ));
         }
-        Ok(Admin)
+        let actor = match client_addr(parts) {
+            Some(addr) => format!("admin-api@{addr}"),
+            None => "admin-api".to_owned(),
+        };
+        Ok(Admin { actor })
     }
 }
 
@@ -129,7 +136,9 @@ fn too_many_failures(wait: std::time::Duration) -> ApiError {
     let secs = wait.as_millis().div_ceil(1000).max(1) as u64;
     let mut e = treaty_engine::Error::new(
         Code::AuthFailuresLimited,
-        format!("Too many failed authentication attempts from this address. Please try again in {secs}s."),
+        format!(
+            "Too many failed authentication attempts from this address. Please try again in {secs}s."
+        ),
     );
     e.retry_after = Some(secs);
     ApiError(e)

@@ -38,6 +38,18 @@ pub(crate) fn placed(res: &mut Response, placed: &Placed) {
     rate_limits(h, &placed.rate);
 }
 
+/// `x-treaty-receipt`: the signed placement receipt (see
+/// `treaty_ledger::Receipt`), on every answer whose decision is durable.
+pub(crate) fn receipt(res: &mut Response, receipt: Option<&str>) {
+    if let Some(r) = receipt
+        && let Ok(v) = HeaderValue::from_str(r)
+    {
+        res.headers_mut().insert(RECEIPT, v);
+    }
+}
+
+pub(crate) const RECEIPT: &str = "x-treaty-receipt";
+
 /// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, for
 /// the caller's most constraining limits (none when it has none).
 pub(crate) fn rate_limits(h: &mut axum::http::HeaderMap, rate: &treaty_limits::RateHeaders) {

@@ -2,8 +2,9 @@
 //!
 //! Each chunk of the model call's stream is framed as `data: {json}\n\n`,
 //! its model rewritten to the public name, and written as soon as it
-//! arrives: nothing is buffered beyond one chunk. The body ends with
-//! `data: [DONE]`, or, when the stream fails, with an OpenAI-shaped error
+//! arrives: nothing is buffered beyond one chunk. The body ends with the
+//! signed placement receipt as an SSE comment (`: x-treaty-receipt ...`,
+//! skipped by every SSE parser) and `data: [DONE]`, or, when the stream fails, with an OpenAI-shaped error
 //! event and no `[DONE]`, which the official SDKs raise as an error.
 //! Dropping the body (the client went away) drops the call's stream, which
 //! cancels the upstream request and records the cancel.
@@ -14,6 +15,13 @@ use std::task::{Context, Poll};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
 use treaty_engine::{CallStream, StreamItem};
+
+/// The receipt's line before `[DONE]`: an SSE comment, which every SSE
+/// parser skips. A `data:` event would reach the official SDKs as one
+/// more chunk (without `choices`, breaking the common
+/// `chunk.choices[0]`), so the receipt rides where only a reader looking
+/// for it sees it.
+const RECEIPT_COMMENT: &[u8] = b": x-treaty-receipt ";
 
 pub(crate) struct ChatSse {
     inner: Box<CallStream>,
@@ -71,7 +79,16 @@ impl Stream for ChatSse {
             }
             Poll::Ready(Some(StreamItem::Done)) => {
                 this.ended = true;
-                Poll::Ready(Some(Ok(Bytes::from_static(b"data: [DONE]\n\n"))))
+                Poll::Ready(Some(Ok(match this.inner.receipt() {
+                    Some(receipt) => {
+                        let mut buf = BytesMut::with_capacity(receipt.len() + 48);
+                        buf.put_slice(RECEIPT_COMMENT);
+                        buf.put_slice(receipt.as_bytes());
+                        buf.put_slice(b"\n\ndata: [DONE]\n\n");
+                        buf.freeze()
+                    }
+                    None => Bytes::from_static(b"data: [DONE]\n\n"),
+                })))
             }
             Poll::Ready(None) => {
                 this.ended = true;

@@ -56,8 +56,11 @@ async fn streamed_chat_passes_chunks_and_ends_with_done() {
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "text/event-stream");
     let text = r.text();
-    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    let mut events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
     assert_eq!(*events.last().unwrap(), "data: [DONE]");
+    // Before [DONE], the signed receipt as an SSE comment, which SDKs skip.
+    let receipt = events.remove(events.len() - 2);
+    assert!(receipt.starts_with(": x-treaty-receipt "), "{receipt}");
     let mut content = String::new();
     let mut usage = None;
     for e in &events[..events.len() - 1] {

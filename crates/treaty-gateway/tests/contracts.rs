@@ -113,6 +113,7 @@ struct Answer {
     host: Option<String>,
     class: Option<String>,
     clauses: Option<String>,
+    receipt: Option<String>,
     body: Value,
 }
 
@@ -139,11 +140,12 @@ impl Frontier {
             .await
             .unwrap();
         let h = |n: &str| res.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
-        let (status, host, class, clauses) = (
+        let (status, host, class, clauses, receipt) = (
             res.status().as_u16(),
             h("x-treaty-host"),
             h("x-treaty-class"),
             h("x-treaty-clauses"),
+            h("x-treaty-receipt"),
         );
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         Answer {
@@ -151,6 +153,7 @@ impl Frontier {
             host,
             class,
             clauses,
+            receipt,
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         }
     }
@@ -547,4 +550,27 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+#[tokio::test]
+async fn a_refusal_carries_a_signed_receipt_naming_its_clause() {
+    let f = frontier("reading-openai", |_| {}).await;
+    let refused = f.chat("acme", "gcp-marketplace", "frontier", &[]).await;
+    assert_eq!(refused.status, 403);
+    let wire = refused.receipt.expect("a refusal carries x-treaty-receipt");
+    let key = f.gateway.engine.ledger.signer().verifier().clone();
+    let receipt = treaty_ledger::Receipt::verify(&wire, &[key]).unwrap();
+    assert_eq!(receipt.tenant, "acme");
+    assert_eq!(receipt.host, None);
+    assert_eq!(receipt.refused.as_deref(), Some("contract_refused"));
+    assert_eq!(receipt.reading.as_deref(), Some("reading-openai"));
+    assert!(receipt.clauses.iter().any(|c| c == "C4"), "{receipt:?}");
+    // An admitted call's receipt names the host that served and its clauses.
+    let served = f.chat("acme", "direct", "api", &[]).await;
+    let key = f.gateway.engine.ledger.signer().verifier().clone();
+    let receipt =
+        treaty_ledger::Receipt::verify(served.receipt.as_deref().unwrap(), &[key]).unwrap();
+    assert_eq!(receipt.host, served.host);
+    assert!(receipt.clauses.iter().any(|c| c == "H0"), "{receipt:?}");
+    assert!(receipt.seq > 0);
 }

@@ -152,7 +152,9 @@ impl Reply {
                         data.push_str(v);
                     }
                 }
-                if data == "[DONE]" {
+                // A block of comments only (the receipt) dispatches no
+                // event, as SSE parsers read it.
+                if data == "[DONE]" || data.is_empty() {
                     return None;
                 }
                 let data = serde_json::from_str(&data)
@@ -383,6 +385,11 @@ impl Spec {
                         );
                     }
                 }
+            }
+            // Prometheus text: a schema says nothing of it; the metrics
+            // tests parse it.
+            "application/openmetrics-text" => {
+                assert!(reply.text().ends_with("# EOF\n"), "{what}: not OpenMetrics");
             }
             other => panic!("{what}: unexpected content type {other:?}"),
         }

@@ -226,6 +226,9 @@ fn csv_cells(entry: &Entry) -> Vec<String> {
                 k.reason
             );
         }
+        Entry::Admin(a) => {
+            cells[17] = format!("{} {} by {}: {}", a.action, a.target, a.actor, a.detail);
+        }
     }
     cells
 }

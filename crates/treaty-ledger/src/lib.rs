@@ -60,7 +60,7 @@ pub use proof::{InclusionProof, ProofError, ProvenRecord, prove_request, prove_s
 pub use publish::{PublishSettings, WitnessTarget};
 pub use receipt::{RECEIPT_DOMAIN, Receipt, ReceiptError, decision_leaf};
 pub use record::{
-    AttemptRecord, DecisionRecord, Entry, HostVerdict, KeyRecord, Kind, OutcomeRecord,
+    AdminRecord, AttemptRecord, DecisionRecord, Entry, HostVerdict, KeyRecord, Kind, OutcomeRecord,
     RequestFeatures, RuntimeVerdict, ShadowVerdict, ToolVerdict,
 };
 pub use report::{Dimension, ReportRow, report, report_cells, report_columns, write_report_csv};

@@ -211,6 +211,24 @@ pub struct KeyRecord {
     pub reason: String,
 }
 
+/// An administrative change (a key created or revoked, a budget set or
+/// removed), recorded with who made it, so the log shows who changed what
+/// a counterparty's requests were held to. Never holds a secret: a key is
+/// named by its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminRecord {
+    pub at_ms: i64,
+    /// Who: `admin-api@<address>`, or `cli:<user>` for the command line.
+    pub actor: String,
+    /// What: `keys.create`, `keys.revoke`, `budgets.set`, `budgets.remove`.
+    pub action: String,
+    /// The object: a key id or a budget id.
+    pub target: String,
+    /// The change, for people (the key's tenant/channel/product, the
+    /// budget's amount and period).
+    pub detail: String,
+}
+
 /// What [`crate::Ledger::append`] takes.
 ///
 /// The variants differ in size (a decision lists host verdicts), but an
@@ -222,6 +240,7 @@ pub enum Entry {
     Decision(DecisionRecord),
     Outcome(OutcomeRecord),
     Key(KeyRecord),
+    Admin(AdminRecord),
 }
 
 /// The kind of a record. Its one-byte code is what the hash covers; its
@@ -232,6 +251,7 @@ pub enum Kind {
     Decision,
     Outcome,
     Key,
+    Admin,
 }
 
 impl Kind {
@@ -240,6 +260,7 @@ impl Kind {
             Kind::Decision => "decision",
             Kind::Outcome => "outcome",
             Kind::Key => "key",
+            Kind::Admin => "admin",
         }
     }
 
@@ -249,6 +270,7 @@ impl Kind {
             Kind::Decision => 1,
             Kind::Outcome => 2,
             Kind::Key => 3,
+            Kind::Admin => 4,
         }
     }
 
@@ -257,6 +279,7 @@ impl Kind {
             "decision" => Some(Kind::Decision),
             "outcome" => Some(Kind::Outcome),
             "key" => Some(Kind::Key),
+            "admin" => Some(Kind::Admin),
             _ => None,
         }
     }
@@ -268,16 +291,18 @@ impl Entry {
             Entry::Decision(_) => Kind::Decision,
             Entry::Outcome(_) => Kind::Outcome,
             Entry::Key(_) => Kind::Key,
+            Entry::Admin(_) => Kind::Admin,
         }
     }
 
     /// The request the record belongs to; a key record's is `key:` and
-    /// the key's id.
+    /// the key's id, an admin record's `admin:` and its target.
     pub fn request_id(&self) -> String {
         match self {
             Entry::Decision(d) => d.request_id.clone(),
             Entry::Outcome(o) => o.request_id.clone(),
             Entry::Key(k) => format!("key:{}", k.key.split('+').nth(1).unwrap_or("")),
+            Entry::Admin(a) => format!("admin:{}", a.target),
         }
     }
 
@@ -286,6 +311,7 @@ impl Entry {
             Entry::Decision(d) => d.at_ms,
             Entry::Outcome(o) => o.at_ms,
             Entry::Key(k) => k.at_ms,
+            Entry::Admin(a) => a.at_ms,
         }
     }
 
@@ -295,6 +321,7 @@ impl Entry {
             Entry::Decision(d) => serde_json::to_string(d),
             Entry::Outcome(o) => serde_json::to_string(o),
             Entry::Key(k) => serde_json::to_string(k),
+            Entry::Admin(a) => serde_json::to_string(a),
         }
         .map_err(|e| LedgerError::Encode(e.to_string()))
     }
@@ -305,6 +332,7 @@ impl Entry {
             Kind::Decision => Entry::Decision(serde_json::from_str(payload)?),
             Kind::Outcome => Entry::Outcome(serde_json::from_str(payload)?),
             Kind::Key => Entry::Key(serde_json::from_str(payload)?),
+            Kind::Admin => Entry::Admin(serde_json::from_str(payload)?),
         })
     }
 }

@@ -106,7 +106,7 @@ pub(crate) async fn each_request(
                         f(&d, Some(&o));
                     }
                 }
-                Entry::Key(_) => {}
+                Entry::Key(_) | Entry::Admin(_) => {}
             }
             Ok(())
         },

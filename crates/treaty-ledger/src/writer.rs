@@ -272,7 +272,7 @@ impl Ledger {
             request_id: match entry {
                 Entry::Decision(d) => d.request_id,
                 Entry::Outcome(o) => o.request_id,
-                Entry::Key(_) => entry.request_id(),
+                Entry::Key(_) | Entry::Admin(_) => entry.request_id(),
             },
             payload,
             hash: Vec::new(),

@@ -382,3 +382,50 @@ mod tests {
         assert_eq!((s.free, s.unflushed, s.carry), (0, 0, Some((0, 20))));
     }
 }
+
+/// A budget as listed by `treaty budgets list` and `GET /admin/budgets`:
+/// its definition and the spend every replica has written this period.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BudgetView {
+    pub id: String,
+    pub period: &'static str,
+    pub limit_usd: String,
+    pub limit_micros: i64,
+    pub spent_usd: String,
+    pub spent_micros: i64,
+    pub remaining_micros: i64,
+    /// RFC 3339; absent for a total budget.
+    pub resets_at: Option<String>,
+    pub soft_thresholds: Vec<u8>,
+    /// Who set it: `config`, `cli`, `admin-api`.
+    pub source: String,
+}
+
+/// Every budget in the store with its spend this period, at `now_ms`.
+pub async fn list_budgets(
+    store: &treaty_store::Store,
+    now_ms: i64,
+) -> Result<Vec<BudgetView>, treaty_store::StoreError> {
+    let mut views = Vec::new();
+    for row in store.list_budgets().await? {
+        let Some(spec) = BudgetSpec::from_row(&row) else {
+            continue;
+        };
+        let spent = store
+            .budget_spent(&row.id, spec.period.start(now_ms))
+            .await?;
+        views.push(BudgetView {
+            id: row.id.clone(),
+            period: spec.period.as_str(),
+            limit_usd: format_usd(row.limit_micros),
+            limit_micros: row.limit_micros,
+            spent_usd: format_usd(spent),
+            spent_micros: spent,
+            remaining_micros: (row.limit_micros - spent).max(0),
+            resets_at: spec.period.end(now_ms).map(crate::period::rfc3339),
+            soft_thresholds: row.soft_percents.clone(),
+            source: row.source.clone(),
+        });
+    }
+    Ok(views)
+}

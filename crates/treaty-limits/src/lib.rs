@@ -92,7 +92,9 @@ use std::sync::{Arc, RwLock};
 
 pub use auth::AuthGuard;
 pub use bucket::Snapshot;
-pub use budget::{AmountError, BudgetSpec, Scope, format_usd, parse_budget, parse_usd};
+pub use budget::{
+    AmountError, BudgetSpec, BudgetView, Scope, format_usd, list_budgets, parse_budget, parse_usd,
+};
 pub use period::{Period, rfc3339};
 pub use refusal::{
     BudgetRefusal, HeaderText, LimitKind, LimitScope, RateHeaders, RateRefusal, Refusal,
@@ -854,6 +856,12 @@ impl std::fmt::Debug for HostPermit {
 }
 
 impl HostPermit {
+    /// Keeps the estimate taken: for a served call whose host reported no
+    /// usage.
+    pub fn settle_as_estimated(mut self) {
+        self.settled = true;
+    }
+
     /// Corrects the host's tokens to what the attempt used.
     pub fn settle(mut self, tokens: u64) {
         let now = self.inner.clock.now_ms();

@@ -74,6 +74,9 @@ pub struct CallOptions {
     pub deadline: tokio::time::Instant,
     /// Sent upstream as `x-request-id`.
     pub request_id: String,
+    /// W3C `traceparent` of the attempt's span, sent upstream so the
+    /// host's spans join the trace; `None` when tracing is off.
+    pub traceparent: Option<http::HeaderValue>,
 }
 
 pub enum ChatReply {

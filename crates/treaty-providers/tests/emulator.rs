@@ -113,6 +113,7 @@ fn call(first_byte: Duration) -> CallOptions {
         first_byte_timeout: first_byte,
         deadline: tokio::time::Instant::now() + Duration::from_secs(10),
         request_id: "req-test-1".into(),
+        traceparent: None,
     }
 }
 

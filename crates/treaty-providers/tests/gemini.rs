@@ -90,6 +90,7 @@ fn call() -> CallOptions {
         first_byte_timeout: Duration::from_secs(5),
         deadline: tokio::time::Instant::now() + Duration::from_secs(10),
         request_id: "req-gemini-1".into(),
+        traceparent: None,
     }
 }
 

@@ -24,6 +24,12 @@ pub(crate) fn exporting() {
     EXPORTING.store(true, Ordering::Relaxed);
 }
 
+/// Whether spans are exported: callers skip building detailed spans
+/// (names with the model, attributes) when they are not.
+pub fn enabled() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
 fn off(span: &tracing::Span) -> bool {
     !EXPORTING.load(Ordering::Relaxed) || span.is_disabled()
 }

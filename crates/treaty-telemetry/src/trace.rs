@@ -159,6 +159,9 @@ impl Drop for TraceGuard {
     }
 }
 
+/// The OTLP layer over subscriber `S`.
+pub type Layer<S> = tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>;
+
 /// The layer to add to the subscriber, exporting to `settings.endpoint`;
 /// also installs the W3C trace-context propagator. Must be called inside
 /// a Tokio runtime (exports run on it).

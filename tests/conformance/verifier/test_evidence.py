@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 BIN = os.environ.get("TREATY_BIN", "target/debug/treaty")
 DEMO = os.environ.get("TREATY_DEMO_DIR")
 EM_DASH = "\u2014"
-KINDS = {"decision": 1, "outcome": 2, "key": 3}
+KINDS = {"decision": 1, "outcome": 2, "key": 3, "admin": 4}
 
 pytestmark = pytest.mark.skipif(not DEMO, reason="TREATY_DEMO_DIR is not set")
 

@@ -9,8 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use serde::Serialize;
-use treaty_limits::{BudgetSpec, Period, Scope, format_usd, parse_budget, rfc3339};
+use treaty_limits::{BudgetSpec, Period, Scope, format_usd, parse_budget};
 
 use crate::output;
 use crate::state::StateArgs;
@@ -174,48 +173,12 @@ fn period_word(p: Period) -> &'static str {
     }
 }
 
-/// A budget as listed.
-#[derive(Debug, Serialize)]
-struct View {
-    id: String,
-    period: &'static str,
-    limit_usd: String,
-    limit_micros: i64,
-    spent_usd: String,
-    spent_micros: i64,
-    remaining_micros: i64,
-    /// RFC 3339; absent for a total budget.
-    resets_at: Option<String>,
-    soft_thresholds: Vec<u8>,
-    source: String,
-}
-
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let config = args.state.load_config()?;
     let store = args.state.open(config.as_ref()).await?;
-    let now = treaty_keys::now_ms();
-    let mut views = Vec::new();
-    for row in store.list_budgets().await? {
-        let Some(spec) = BudgetSpec::from_row(&row) else {
-            continue;
-        };
-        let spent = store
-            .budget_spent(&row.id, spec.period.start(now))
-            .await
-            .with_context(|| format!("reading the spend of {}", row.id))?;
-        views.push(View {
-            id: row.id.clone(),
-            period: spec.period.as_str(),
-            limit_usd: format_usd(row.limit_micros),
-            limit_micros: row.limit_micros,
-            spent_usd: format_usd(spent),
-            spent_micros: spent,
-            remaining_micros: (row.limit_micros - spent).max(0),
-            resets_at: spec.period.end(now).map(rfc3339),
-            soft_thresholds: row.soft_percents.clone(),
-            source: row.source.clone(),
-        });
-    }
+    let views = treaty_limits::list_budgets(&store, treaty_keys::now_ms())
+        .await
+        .context("reading budgets and their spend")?;
     match args.format {
         Format::Json => output::line(serde_json::to_string_pretty(&views)?),
         Format::Text => {

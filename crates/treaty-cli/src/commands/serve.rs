@@ -66,6 +66,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = treaty_store::Store::open(&url)
         .await
         .with_context(|| format!("opening the store at {}", redact_url(&url)))?;
+    let traces = crate::start_traces(&config.telemetry, &config.instance.id)?;
     let gateway = treaty_gateway::Gateway::open(config, store, &ProcessEnv).await?;
     tracing::info!(key = %gateway.engine.ledger.signer().verifier(), "ledger signing key");
     if let Some(reading) = gateway.engine.policy.reading() {
@@ -96,5 +97,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.shutdown().await;
     drop(runtime);
     ledger.shutdown().await?;
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -38,6 +38,7 @@ pub(crate) async fn chat_completions(
             )));
             crate::headers::json(&mut res);
             crate::headers::placed(&mut res, &full.placed);
+            crate::headers::receipt(&mut res, full.receipt.as_deref());
             res
         }
         Answer::Stream(stream) => {

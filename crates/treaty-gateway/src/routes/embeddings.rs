@@ -41,5 +41,6 @@ pub(crate) async fn embeddings(
     )));
     crate::headers::json(&mut res);
     crate::headers::placed(&mut res, &full.placed);
+    crate::headers::receipt(&mut res, full.receipt.as_deref());
     Ok(res)
 }

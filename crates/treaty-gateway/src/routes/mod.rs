@@ -9,6 +9,7 @@ pub(crate) mod chat;
 pub(crate) mod conversations;
 pub(crate) mod embeddings;
 pub(crate) mod health;
+pub(crate) mod ledger;
 pub(crate) mod models;
 pub mod openapi;
 pub(crate) mod responses;

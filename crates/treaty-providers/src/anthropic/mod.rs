@@ -129,6 +129,9 @@ impl Anthropic {
             Ok(id) => request = request.header("x-request-id", id),
             Err(_) => tracing::debug!("request id is not a valid header value; not sent upstream"),
         }
+        if let Some(tp) = &call.traceparent {
+            request = request.header("traceparent", tp.clone());
+        }
         request
     }
 
@@ -270,6 +273,7 @@ impl Provider for Anthropic {
             first_byte_timeout: timeout,
             deadline: Instant::now() + timeout,
             request_id: "health-probe".to_owned(),
+            traceparent: None,
         };
         let request = self.authed(self.http.get(self.models.clone()));
         let response = exchange::send(request, &call).await?;

@@ -546,6 +546,7 @@ fn call() -> CallOptions {
         first_byte_timeout: Duration::from_secs(5),
         deadline: Instant::now() + Duration::from_secs(10),
         request_id: "req-1".into(),
+        traceparent: None,
     }
 }
 

@@ -309,6 +309,7 @@ impl WebIdentity {
             first_byte_timeout: deadline.saturating_duration_since(Instant::now()),
             deadline,
             request_id: "sts".into(),
+            traceparent: None,
         };
         let response = crate::exchange::send(request, &call).await?;
         let status = response.status().as_u16();

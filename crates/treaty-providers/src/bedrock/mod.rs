@@ -166,6 +166,10 @@ impl Bedrock {
         for (name, value) in signed {
             request = request.header(name, value);
         }
+        // Unsigned, as AWS SDKs send it: a tracing header, not content.
+        if let Some(tp) = &call.traceparent {
+            request = request.header("traceparent", tp.clone());
+        }
         exchange::send(request.body(body), call).await
     }
 
@@ -388,6 +392,7 @@ impl Provider for Bedrock {
             first_byte_timeout: timeout,
             deadline: Instant::now() + timeout,
             request_id: "health-probe".to_owned(),
+            traceparent: None,
         };
         let url = self.url(&self.probe_model, "converse")?;
         let response = self

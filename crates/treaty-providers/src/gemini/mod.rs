@@ -207,6 +207,9 @@ impl Gemini {
             Ok(id) => request = request.header("x-request-id", id),
             Err(_) => tracing::debug!("request id is not a valid header value; not sent upstream"),
         }
+        if let Some(tp) = &call.traceparent {
+            request = request.header("traceparent", tp.clone());
+        }
         request
     }
 
@@ -476,6 +479,7 @@ impl Provider for Gemini {
             first_byte_timeout: timeout,
             deadline: Instant::now() + timeout,
             request_id: "health-probe".to_owned(),
+            traceparent: None,
         };
         let request = match self.door {
             Door::GeminiApi => {

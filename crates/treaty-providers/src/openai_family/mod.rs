@@ -72,6 +72,9 @@ impl OpenAiFamily {
             Ok(id) => request = request.header("x-request-id", id),
             Err(_) => tracing::debug!("request id is not a valid header value; not sent upstream"),
         }
+        if let Some(tp) = &call.traceparent {
+            request = request.header("traceparent", tp.clone());
+        }
         request
     }
 
@@ -117,6 +120,7 @@ impl Provider for OpenAiFamily {
             first_byte_timeout: timeout,
             deadline: tokio::time::Instant::now() + timeout,
             request_id: "health-probe".to_owned(),
+            traceparent: None,
         };
         let response = exchange::send(request, &call).await?;
         if response.status().is_success() {
@@ -212,6 +216,7 @@ mod tests {
             first_byte_timeout: Duration::from_secs(1),
             deadline: tokio::time::Instant::now() + Duration::from_secs(1),
             request_id: "req-42".into(),
+            traceparent: None,
         };
         let request = p
             .request(op, "dep-1", b"{}".to_vec(), stream, &call)
