@@ -79,7 +79,20 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: &Path, emulator_url: &str) -> Server {
-        let mut child = Command::new(BIN)
+        Server::start_under(&[], config, emulator_url)
+    }
+
+    /// `treaty serve` run by `wrapper` (e.g. `prlimit --nofile=1024: --`).
+    pub fn start_under(wrapper: &[&str], config: &Path, emulator_url: &str) -> Server {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])

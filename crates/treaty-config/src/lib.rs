@@ -170,6 +170,14 @@ pub struct ServerConfig {
     /// How long a verified virtual key is trusted before the store is asked
     /// again. Revocations made elsewhere take effect within this time.
     pub key_cache_ttl: Duration,
+    /// A client must send a request's whole header block within this,
+    /// from the connection's start or the end of its previous response
+    /// (so it also bounds an idle keep-alive connection).
+    pub header_read_timeout: Duration,
+    /// The most time between two chunks of a request body.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]

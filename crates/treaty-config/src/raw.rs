@@ -102,6 +102,9 @@ pub(crate) struct RawServer {
     pub max_body_bytes: Option<u64>,
     pub admin_token_env: Option<String>,
     pub key_cache_ttl: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -419,6 +419,28 @@ fn server(raw: &RawConfig) -> Result<ServerConfig, ConfigError> {
             Duration::from_secs(5),
             true,
         )?,
+        header_read_timeout: duration(
+            "server.header_read_timeout",
+            raw.server.header_read_timeout.as_deref(),
+            Duration::from_secs(30),
+            false,
+        )?,
+        body_read_timeout: duration(
+            "server.body_read_timeout",
+            raw.server.body_read_timeout.as_deref(),
+            Duration::from_secs(30),
+            false,
+        )?,
+        max_connections: match raw.server.max_connections.unwrap_or(10_000) {
+            0 => {
+                return Err(ConfigError::invalid(
+                    "server.max_connections",
+                    "must be at least 1",
+                    "max_connections = 10000",
+                ));
+            }
+            n => n,
+        },
     })
 }
 

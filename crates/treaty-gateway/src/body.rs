@@ -2,8 +2,10 @@
 //! parameters) into typed requests.
 //!
 //! The size limit is enforced by axum's `DefaultBodyLimit` while the body
-//! is read; this module turns that and every parse failure into the
-//! OpenAI-shaped 413 or 400, before anything else happens.
+//! is read, and the whole body must arrive within
+//! `server.body_read_timeout`; this module turns those and every parse
+//! failure into the OpenAI-shaped 413, 408 or 400, before anything else
+//! happens.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -22,8 +24,21 @@ impl<T: DeserializeOwned> FromRequest<Gateway> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, gw: &Gateway) -> Result<Self, ApiError> {
-        let limit = gw.engine.config.server.max_body_bytes;
-        let bytes = Bytes::from_request(req, gw).await.map_err(|rejection| {
+        let server = &gw.engine.config.server;
+        let limit = server.max_body_bytes;
+        let wait = server.body_read_timeout;
+        let read = tokio::time::timeout(wait, Bytes::from_request(req, gw))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    Code::RequestTimeout,
+                    format!(
+                        "The request body did not arrive within {}s.",
+                        wait.as_secs_f64()
+                    ),
+                )
+            })?;
+        let bytes = read.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     Code::RequestTooLarge,

@@ -28,4 +28,4 @@ mod sse;
 pub use app::app;
 pub use gateway::Gateway;
 pub use headers::RequestId;
-pub use serve::serve;
+pub use serve::{Edge, raise_open_files_limit, serve, serve_with};

@@ -1,28 +1,128 @@
-//! Serving the application on a listener.
+//! Serving the application on a listener, with the edge protecting
+//! itself: a deadline for each request's header block (which also closes
+//! idle keep-alive connections, and slowloris ones), a deadline for the
+//! body (in [`crate::body`]), a ceiling on connections served at once, and
+//! the open-file limit raised as far as the system allows.
+//!
+//! HTTP/1.1 only: it is what OpenAI clients speak to a gateway, and
+//! hyper's protocol auto-detection reads the first bytes with no timer at
+//! all, so it would let a silent connection stay open forever.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes
-/// in-flight requests.
+/// How the edge protects itself; from `[server]` (see
+/// `treaty_config::ServerConfig`).
+#[derive(Debug, Clone, Copy)]
+pub struct Edge {
+    /// The whole header block of a request must arrive within this, from
+    /// the connection's start or the end of the previous response.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Edge {
+    fn default() -> Self {
+        Edge {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl Edge {
+    pub fn from_config(server: &treaty_config::ServerConfig) -> Edge {
+        Edge {
+            header_read_timeout: server.header_read_timeout,
+            max_connections: server.max_connections,
+        }
+    }
+}
+
+/// Raises this process's soft limit on open files to its hard limit, so
+/// idle clients cannot exhaust descriptors at a default of 1,024. Returns
+/// the limit now in force.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
+/// Serves `app` on `listener` with the default [`Edge`] until `shutdown`
+/// resolves, then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Streamed chunks are small writes: without TCP_NODELAY, Nagle's
-    // algorithm and the client's delayed ACK add ~40 ms stalls.
-    let listener = listener.tap_io(|tcp| {
+    serve_with(listener, app, Edge::default(), shutdown).await
+}
+
+/// Serves `app` on `listener` within `edge`'s limits until `shutdown`
+/// resolves; then stops accepting, closes idle connections and waits for
+/// in-flight requests to finish.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    edge: Edge,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(edge.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(edge.header_read_timeout)
+        .keep_alive(true);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, addr) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it
+                    // was accepted: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Streamed chunks are small writes: without TCP_NODELAY, Nagle's
+        // algorithm and the client's delayed ACK add ~40 ms stalls.
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+        // Handlers learn the client's address (the failed-authentication
+        // limiter and admin records use it).
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(addr));
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let conn = http.serve_connection(TokioIo::new(tcp), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %addr, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -110,6 +110,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         emulator.url()
     ));
     output::line(format!("  gateway:   {base}"));
+    output::line(format!("  metrics:   {base}/metrics (Prometheus)"));
     output::line(format!(
         "  contracts: reading {reading} (examples/frontier/contracts)"
     ));

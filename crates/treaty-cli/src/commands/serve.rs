@@ -32,6 +32,12 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Idle clients must not exhaust descriptors at a default soft limit
+    // of 1,024: take what the hard limit allows.
+    match treaty_gateway::raise_open_files_limit() {
+        Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let mut config = Config::load(&args.config, &ProcessEnv)?;
     if let Some(reading) = &args.reading {
         super::contracts::apply_reading(&mut config, reading)?;
@@ -82,9 +88,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(%addr, store = %redact_url(&url), "treaty gateway listening");
     output::line(format!("listening on http://{addr}"));
     let ledger = gateway.engine.ledger.clone();
-    treaty_gateway::serve(
+    let edge = treaty_gateway::Edge::from_config(&gateway.engine.config.server);
+    treaty_gateway::serve_with(
         listener,
         treaty_gateway::app(gateway),
+        edge,
         super::shutdown_signal(),
     )
     .await?;
