@@ -44,6 +44,53 @@ impl StateArgs {
     }
 }
 
+/// Records an administrative change made from the command line in the
+/// ledger, with the user who made it (`cli:$USER`), the way the admin API
+/// records its own. The change is already made: when the ledger cannot
+/// take the record (no signing key at hand for a PostgreSQL store given
+/// by `--db` alone, say), this warns and the command still succeeds.
+pub async fn record_admin(
+    config: Option<&Config>,
+    store: &Store,
+    action: &str,
+    target: &str,
+    detail: String,
+) {
+    let result = async {
+        let mut settings = match config {
+            Some(c) => treaty_engine::ledger_settings(c)?,
+            // A SQLite store's key file sits beside it.
+            None => treaty_ledger::LedgerSettings::default(),
+        };
+        // The gateways publish checkpoints; a CLI run does not.
+        settings.publish = treaty_ledger::PublishSettings::default();
+        let ledger = treaty_ledger::Ledger::open(store.clone(), settings).await?;
+        let actor = format!(
+            "cli:{}",
+            std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".into())
+        );
+        let appended = ledger
+            .append(treaty_ledger::Entry::Admin(treaty_ledger::AdminRecord {
+                at_ms: treaty_keys::now_ms(),
+                actor,
+                action: action.to_owned(),
+                target: target.to_owned(),
+                detail,
+            }))
+            .await;
+        ledger.shutdown().await?;
+        appended.map(|_| ()).map_err(anyhow::Error::from)
+    }
+    .await;
+    if let Err(e) = result {
+        crate::output::warn(format!(
+            "{action} {target} is done, but it could not be recorded in the ledger: {e:#}"
+        ));
+    }
+}
+
 /// A bare path given to `--db` means a SQLite file.
 pub fn normalise_db(db: &str) -> String {
     if db.contains("://") || db.starts_with("sqlite:") {

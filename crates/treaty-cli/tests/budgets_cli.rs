@@ -143,4 +143,38 @@ fn budgets_are_set_listed_and_removed_and_keys_can_carry_one() {
         &format!("key/{id}/month"),
     ]);
     assert!(!again.status.success());
+
+    // Each change is in the ledger with who made it; the mistakes are not.
+    let export = treaty(&["ledger", "export", "--config", cfg, "--format", "jsonl"]);
+    assert!(export.status.success(), "{}", text(&export));
+    let admin: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == "admin")
+        .map(|v| v["record"].clone())
+        .collect();
+    let actions: Vec<(&str, &str)> = admin
+        .iter()
+        .map(|r| (r["action"].as_str().unwrap(), r["target"].as_str().unwrap()))
+        .collect();
+    let budget_id = format!("key/{id}/month");
+    assert_eq!(
+        actions,
+        [
+            ("keys.create", id),
+            (
+                "budgets.set",
+                "tenant/acme/channel/aws-marketplace/product/frontier/day"
+            ),
+            ("budgets.remove", budget_id.as_str()),
+        ],
+        "{admin:?}"
+    );
+    assert!(
+        admin
+            .iter()
+            .all(|r| r["actor"].as_str().unwrap().starts_with("cli:"))
+    );
+    let verify = treaty(&["ledger", "verify", "--config", cfg]);
+    assert!(verify.status.success(), "{}", text(&verify));
 }

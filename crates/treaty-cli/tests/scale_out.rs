@@ -278,7 +278,10 @@ async fn three_replicas_on_postgres_hold_limits_and_budgets_and_survive_sigkill(
             t.statuses,
             t.codes
         );
-        assert!(killed_mid_load, "replica-c was killed before the budget ran out");
+        assert!(
+            killed_mid_load,
+            "replica-c was killed before the budget ran out"
+        );
         assert!(
             t.statuses.get(&0).copied().unwrap_or(0) > 0,
             "requests were in flight to replica-c when it was killed: {:?}",

@@ -156,6 +156,18 @@ async fn set(args: SetArgs) -> anyhow::Result<ExitCode> {
     store
         .put_budget(&spec.to_row("cli", treaty_keys::now_ms()))
         .await?;
+    crate::state::record_admin(
+        config.as_ref(),
+        &store,
+        "budgets.set",
+        &spec.id(),
+        format!(
+            "{} per {}",
+            format_usd(spec.limit_micros),
+            spec.period.as_str()
+        ),
+    )
+    .await;
     output::line(format!(
         "budget {}: {} per {}",
         spec.id(),
@@ -210,6 +222,14 @@ async fn remove(args: RemoveArgs) -> anyhow::Result<ExitCode> {
     if !store.delete_budget(&args.id).await? {
         bail!("no budget {:?} (see `treaty budgets list`)", args.id);
     }
+    crate::state::record_admin(
+        config.as_ref(),
+        &store,
+        "budgets.remove",
+        &args.id,
+        String::new(),
+    )
+    .await;
     output::line(format!("removed budget {}", args.id));
     Ok(ExitCode::SUCCESS)
 }

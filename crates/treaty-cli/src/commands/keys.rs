@@ -137,6 +137,14 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .await?;
+    crate::state::record_admin(
+        config.as_ref(),
+        &store,
+        "keys.create",
+        &view.id,
+        format!("{}/{}/{}", view.tenant, view.channel, view.product),
+    )
+    .await;
     let budget = match budget {
         Some(spec) => {
             let spec = treaty_limits::BudgetSpec {
@@ -222,10 +230,18 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
     let config = args.state.load_config()?;
     let store = args.state.open(config.as_ref()).await?;
-    if store.key_by_id(&args.id).await?.is_none() {
+    let Some(row) = store.key_by_id(&args.id).await? else {
         bail!("no key with id {:?}", args.id);
-    }
+    };
     if store.revoke_key(&args.id, treaty_keys::now_ms()).await? {
+        crate::state::record_admin(
+            config.as_ref(),
+            &store,
+            "keys.revoke",
+            &args.id,
+            format!("{}/{}/{}", row.tenant, row.channel, row.product),
+        )
+        .await;
         output::line(format!("revoked {}", args.id));
         output::line("Running gateways stop accepting it within server.key_cache_ttl.");
     } else {
