@@ -34,29 +34,6 @@ const WORKERS: usize = 12;
 /// example's dearest allowed price, rounded up generously.
 const CALL_BOUND_MICROS: i64 = 1_000;
 
-fn key_json(config: &Path, tenant: &str, channel: &str) -> Value {
-    let out = treaty(&[
-        "keys",
-        "create",
-        "--config",
-        config.to_str().unwrap(),
-        "--tenant",
-        tenant,
-        "--channel",
-        channel,
-        "--product",
-        "api",
-        "--format",
-        "json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// One replica's config: the shared example on `db`, its own instance id,
 /// the shared signing key, a budget for acme, a rate limit for `rl_key`.
 fn replica_config(dir: &Path, base: &str, instance: &str, rl_key: &str) -> PathBuf {
@@ -115,6 +92,31 @@ async fn send(client: &reqwest::Client, url: &str, key: &str, tally: &Mutex<Tall
     }
 }
 
+/// `count` requests with `key` from nine workers at once, round robin over
+/// the replicas.
+async fn spread(
+    client: &reqwest::Client,
+    urls: &[String],
+    key: &str,
+    tally: &Arc<Mutex<Tally>>,
+    count: u64,
+) {
+    let tasks: Vec<_> = (0..9)
+        .map(|w| {
+            let (client, urls, key, tally) =
+                (client.clone(), urls.to_vec(), key.to_owned(), tally.clone());
+            tokio::spawn(async move {
+                for n in (w..count as usize).step_by(9) {
+                    send(&client, &urls[n % 3], &key, &tally).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_postgres_hold_limits_and_budgets_and_survive_sigkill() {
     let Some(db) = treaty_store::test_pg::fresh_database("scale_out").await else {
@@ -149,8 +151,8 @@ async fn three_replicas_on_postgres_hold_limits_and_budgets_and_survive_sigkill(
             ),
         );
     std::fs::write(&example, &base).unwrap();
-    let budget_key = key_json(&example, "acme", "direct");
-    let rl_key = key_json(&example, "dod", "aws-marketplace");
+    let budget_key = support::create_key_json(&example, "acme", "direct", "api");
+    let rl_key = support::create_key_json(&example, "dod", "aws-marketplace", "api");
     let configs: Vec<PathBuf> = REPLICAS
         .iter()
         .map(|r| replica_config(dir.path(), &base, r, rl_key["id"].as_str().unwrap()))
@@ -170,23 +172,7 @@ async fn three_replicas_on_postgres_hold_limits_and_budgets_and_survive_sigkill(
     let rate = Arc::new(Mutex::new(Tally::default()));
     let started = Instant::now();
     let below = RPM * 3 / 4;
-    let mut tasks = Vec::new();
-    for w in 0..9 {
-        let (client, urls, key, rate) = (
-            client.clone(),
-            urls.clone(),
-            rl_secret.clone(),
-            rate.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            for n in (w..below as usize).step_by(9) {
-                send(&client, &urls[n % 3], &key, &rate).await;
-            }
-        }));
-    }
-    for t in tasks.drain(..) {
-        t.await.unwrap();
-    }
+    spread(&client, &urls, &rl_secret, &rate, below).await;
     {
         let t = rate.lock().unwrap();
         assert_eq!(
@@ -198,22 +184,7 @@ async fn three_replicas_on_postgres_hold_limits_and_budgets_and_survive_sigkill(
         );
     }
     // Past it: as many again; the limit holds across the replicas.
-    for w in 0..9 {
-        let (client, urls, key, rate) = (
-            client.clone(),
-            urls.clone(),
-            rl_secret.clone(),
-            rate.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            for n in (w..below as usize).step_by(9) {
-                send(&client, &urls[n % 3], &key, &rate).await;
-            }
-        }));
-    }
-    for t in tasks.drain(..) {
-        t.await.unwrap();
-    }
+    spread(&client, &urls, &rl_secret, &rate, below).await;
     let refilled = (started.elapsed().as_secs_f64() * RPM as f64 / 60.0).ceil() as u64;
     {
         let t = rate.lock().unwrap();
@@ -233,6 +204,7 @@ async fn three_replicas_on_postgres_hold_limits_and_budgets_and_survive_sigkill(
     let budget_secret = budget_key["secret"].as_str().unwrap().to_owned();
     let spend = Arc::new(Mutex::new(Tally::default()));
     let deadline = Instant::now() + Duration::from_secs(12);
+    let mut tasks = Vec::new();
     for w in 0..WORKERS {
         let (client, urls, key, spend) = (
             client.clone(),

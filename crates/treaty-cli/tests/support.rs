@@ -40,6 +40,20 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Mints a key through the CLI and returns its secret.
 pub fn create_key(config: &Path, tenant: &str, channel: &str, product: &str) -> String {
+    create_key_json(config, tenant, channel, product)["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// `treaty keys create --format json`'s answer: the key's id, binding and
+/// secret.
+pub fn create_key_json(
+    config: &Path,
+    tenant: &str,
+    channel: &str,
+    product: &str,
+) -> serde_json::Value {
     let out = treaty(&[
         "keys",
         "create",
@@ -59,8 +73,7 @@ pub fn create_key(config: &Path, tenant: &str, channel: &str, product: &str) -> 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["secret"].as_str().unwrap().to_owned()
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 pub fn treaty(args: &[&str]) -> Output {

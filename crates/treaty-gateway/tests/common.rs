@@ -87,6 +87,15 @@ pub async fn harness() -> Harness {
 }
 
 pub async fn harness_with(extra_server: &str) -> Harness {
+    harness_with_config(&config_text(extra_server)).await
+}
+
+/// The harness with `sections` (whole TOML tables) after the base config.
+pub async fn harness_with_sections(sections: &str) -> Harness {
+    harness_with_config(&format!("{}\n{sections}", config_text(""))).await
+}
+
+async fn harness_with_config(text: &str) -> Harness {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let emulator = Emulator::start(
         EmulatorConfig {
@@ -101,7 +110,7 @@ pub async fn harness_with(extra_server: &str) -> Harness {
         .with("EMU", &emulator.url())
         .with("UPSTREAM_KEY", UPSTREAM_KEY)
         .with("TREATY_ADMIN_TOKEN", ADMIN_TOKEN);
-    let config = Config::from_toml(&config_text(extra_server), Path::new("."), &env).unwrap();
+    let config = Config::from_toml(text, Path::new("."), &env).unwrap();
     Harness::open(config, &env, emulator).await
 }
 

@@ -6,40 +6,20 @@
 
 mod common;
 
-use std::path::Path;
-
 use axum::body::Body;
 use axum::http::StatusCode;
-use common::{ADMIN_TOKEN, Harness, UPSTREAM_KEY, chat, config_text};
+use common::{Harness, chat};
 use serde_json::json;
-use treaty_config::{Config, MapEnv};
-use treaty_emulator::{Emulator, EmulatorConfig};
 use treaty_keys::KeyRequest;
 use treaty_ledger::{InclusionProof, Receipt};
 
 /// The harness with a second tenant and a checkpoint after every record,
 /// so a proof is available as soon as the request is answered.
 async fn harness() -> Harness {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let emulator = Emulator::start(
-        EmulatorConfig {
-            api_key: Some(UPSTREAM_KEY.into()),
-            ..EmulatorConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
+    common::harness_with_sections(
+        "[[tenants]]\nid = \"globex\"\nsegment = \"enterprise\"\ndata_region = \"us\"\n\n[ledger]\ncheckpoint_every = 1\n",
     )
     .await
-    .unwrap();
-    let env = MapEnv::new()
-        .with("EMU", &emulator.url())
-        .with("UPSTREAM_KEY", UPSTREAM_KEY)
-        .with("TREATY_ADMIN_TOKEN", ADMIN_TOKEN);
-    let text = format!(
-        "{}\n[[tenants]]\nid = \"globex\"\nsegment = \"enterprise\"\ndata_region = \"us\"\n\n[ledger]\ncheckpoint_every = 1\n",
-        config_text("")
-    );
-    let config = Config::from_toml(&text, Path::new("."), &env).unwrap();
-    Harness::open(config, &env, emulator).await
 }
 
 fn log_key(h: &Harness) -> treaty_ledger::note::VerifierKey {

@@ -9,35 +9,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
-use common::{ADMIN_TOKEN, Harness, UPSTREAM_KEY, config_text};
+use common::{ADMIN_TOKEN, Harness, harness_with_sections};
 use serde_json::json;
-use treaty_config::{Config, MapEnv};
-use treaty_emulator::{Emulator, EmulatorConfig};
-
-async fn harness_with_sections(sections: &str) -> Harness {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let emulator = Emulator::start(
-        EmulatorConfig {
-            api_key: Some(UPSTREAM_KEY.into()),
-            ..EmulatorConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let env = MapEnv::new()
-        .with("EMU", &emulator.url())
-        .with("UPSTREAM_KEY", UPSTREAM_KEY)
-        .with("TREATY_ADMIN_TOKEN", ADMIN_TOKEN);
-    let text = format!("{}\n{sections}", config_text(""));
-    let config = Config::from_toml(&text, Path::new("."), &env).unwrap();
-    Harness::open(config, &env, emulator).await
-}
 
 /// Model calls both hosts received.
 fn upstream(h: &Harness) -> u64 {

@@ -19,6 +19,9 @@ mod bedrock;
 mod client;
 mod error;
 mod exchange;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod gemini;
 mod openai_family;
 mod redact;

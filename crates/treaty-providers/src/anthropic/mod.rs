@@ -17,8 +17,8 @@
 //! with a 400-class error rather than being silently changed in meaning.
 
 mod request;
-mod response;
-mod stream;
+pub(crate) mod response;
+pub(crate) mod stream;
 
 #[cfg(test)]
 mod tests;

@@ -31,9 +31,9 @@
 mod credentials;
 mod embeddings;
 mod request;
-mod response;
+pub(crate) mod response;
 mod sign;
-mod stream;
+pub(crate) mod stream;
 
 #[cfg(test)]
 mod tests;

@@ -26,9 +26,9 @@
 
 mod embeddings;
 mod request;
-mod response;
+pub(crate) mod response;
 mod schema;
-mod stream;
+pub(crate) mod stream;
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@
 
 mod body;
 mod flavor;
-mod reply;
+pub(crate) mod reply;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
