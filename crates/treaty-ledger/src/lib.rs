@@ -76,7 +76,8 @@ pub use signer::{
     KeySigner, Signer, SignerSource, default_origin, keygen, signer_for, write_key_file,
 };
 pub use simulate::{
-    ClauseImpact, GroupImpact, HostMove, Impact, Redecision, SimulationReport, Verdicts, simulate,
+    ClauseCount, ClauseImpact, GroupImpact, HostMove, Impact, ReadingClauses, Redecision,
+    RuleChange, ScopedClause, Simulation, SimulationReport, Verdicts, simulate,
 };
 pub use verify::{
     Anchor, AnchorKind, KeySource, Problem, ProblemKind, VerifyOptions, VerifyReport, verify,
