@@ -12,12 +12,22 @@
 //!
 //! - **agrees**: both let it through to the same host (or both hold the
 //!   state, or both use the tool), or both refuse it;
-//! - **other_host**: both let it through, the shadow to another host that
-//!   the reading in force allows too (their order or preferences differ);
+//! - **other_host**: both let it through, the shadow to a host the
+//!   reading in force refuses, though it allows the host in force too
+//!   (reading-aws sends a Frontier model step to Bedrock, which C1 and C3
+//!   keep it from under reading-openai);
 //! - **host_not_allowed**: both let it through, but the shadow does not
 //!   allow the host the reading in force picked, so it sends it elsewhere;
 //! - **would_refuse**: it refuses what the reading in force let through;
 //! - **would_admit**: it lets through what the reading in force refused.
+//!
+//! The comparison is of what the readings decide, not of what routing or
+//! the client did: two picks among hosts that both readings allow differ
+//! by the router's weights, health or spend, so they agree; and a request
+//! refused only for its preferred-host hint (shadow readings are decided
+//! without hints), whose shadow pick the reading in force allows, agrees
+//! too. The ledger does not record which host was preferred, so a pick
+//! moved by a preference clause only one reading has reads as routing's.
 //!
 //! Decisions are grouped by shadow reading, reading in force, parting, the
 //! host on each side, the class on each side, and the clauses on each side
@@ -100,16 +110,24 @@ impl Divergence {
         } else {
             None
         };
+        let allowed_in_force = |host: &str| d.hosts.iter().any(|v| v.host == host && v.allowed);
         let parting = match (through, s.allows()) {
             (false, false) => Parting::Agrees,
             (true, false) => Parting::WouldRefuse,
+            // Admitted, and the shadow's host allowed in force: refused
+            // for the client's hint, not by the reading (module docs).
+            (false, true) if d.admitted && shadow_host.is_some_and(allowed_in_force) => {
+                Parting::Agrees
+            }
             (false, true) => Parting::WouldAdmit,
             (true, true) => match (host, shadow_host) {
                 (Some(a), Some(b)) if a != b => {
-                    if s.allowed.iter().any(|h| h == a) {
+                    if !s.allowed.iter().any(|h| h == a) {
+                        Parting::HostNotAllowed
+                    } else if !allowed_in_force(b) {
                         Parting::OtherHost
                     } else {
-                        Parting::HostNotAllowed
+                        Parting::Agrees
                     }
                 }
                 _ => Parting::Agrees,
@@ -215,9 +233,10 @@ impl Partings {
 
 /// The divergence report in sentences: per shadow reading, on how many
 /// decisions it agrees with the reading in force, then one sentence per
-/// group where it parts, e.g. "reading-aws would have sent 120 requests
-/// to bedrock-useast1 instead of azure-eastus (classed non_api_product,
-/// not stateless_api; reading-openai: C1, C3; reading-aws: C5)".
+/// way it parts (groups differing only in the host in force read as one),
+/// e.g. "reading-aws would have sent 120 requests to bedrock-useast1
+/// instead of azure-eastus (classed non_api_product, not stateless_api;
+/// reading-openai: C1, C3; reading-aws: C5)".
 pub fn divergence_summary(rows: &[ReportRow]) -> Vec<String> {
     let mut lines = Vec::new();
     let mut i = 0;
@@ -253,59 +272,124 @@ pub fn divergence_summary(rows: &[ReportRow]) -> Vec<String> {
                 String::new()
             }
         ));
+        // Merge groups that differ only in the host in force.
+        let mut merged: Vec<Merged<'_>> = Vec::new();
         for row in group {
-            if let Some(v) = &row.divergence
-                && v.parting != Parting::Agrees
-            {
-                lines.push(sentence(v, row.requests));
+            let Some(v) = &row.divergence else {
+                continue;
+            };
+            if v.parting == Parting::Agrees {
+                continue;
+            }
+            let host = (v.host.as_deref(), row.requests);
+            match merged.iter_mut().find(|m| m.like(v)) {
+                Some(m) => {
+                    m.requests += row.requests;
+                    m.hosts.push(host);
+                }
+                None => merged.push(Merged {
+                    v,
+                    requests: row.requests,
+                    hosts: vec![host],
+                }),
             }
         }
+        merged.sort_by(|a, b| {
+            a.v.parting
+                .cmp(&b.v.parting)
+                .then(b.requests.cmp(&a.requests))
+        });
+        lines.extend(merged.iter().map(Merged::sentence));
         i = end;
     }
     lines
 }
 
-fn sentence(v: &Divergence, n: u64) -> String {
-    let requests = if n == 1 {
-        "1 request".to_owned()
-    } else {
-        format!("{n} requests")
-    };
-    let shadow = &v.shadow;
-    let reading = &v.reading;
-    let what = match (v.parting, v.host.as_deref(), v.shadow_host.as_deref()) {
-        (Parting::HostNotAllowed, Some(a), Some(b)) => {
-            format!(
+/// Parting groups that differ only in the host in force, for one sentence.
+struct Merged<'a> {
+    v: &'a Divergence,
+    requests: u64,
+    /// Each host in force with its requests.
+    hosts: Vec<(Option<&'a str>, u64)>,
+}
+
+impl Merged<'_> {
+    fn like(&self, v: &Divergence) -> bool {
+        let a = self.v;
+        (
+            a.parting,
+            &a.shadow_host,
+            &a.class,
+            &a.shadow_class,
+            &a.clauses,
+            &a.shadow_clauses,
+        ) == (
+            v.parting,
+            &v.shadow_host,
+            &v.class,
+            &v.shadow_class,
+            &v.clauses,
+            &v.shadow_clauses,
+        )
+    }
+
+    /// The hosts in force: "azure-eastus", or "azure-eastus (2) and
+    /// azure-westus (1)"; `None` when none was picked.
+    fn hosts(&self) -> Option<String> {
+        let named: Vec<(&str, u64)> = self
+            .hosts
+            .iter()
+            .filter_map(|(h, n)| h.map(|h| (h, *n)))
+            .collect();
+        match named.as_slice() {
+            [] => None,
+            [(h, _)] => Some((*h).to_owned()),
+            [rest @ .., (last, n)] => {
+                let rest: Vec<String> = rest.iter().map(|(h, n)| format!("{h} ({n})")).collect();
+                Some(format!("{} and {last} ({n})", rest.join(", ")))
+            }
+        }
+    }
+
+    fn sentence(&self) -> String {
+        let v = self.v;
+        let requests = match self.requests {
+            1 => "1 request".to_owned(),
+            n => format!("{n} requests"),
+        };
+        let (shadow, reading) = (&v.shadow, &v.reading);
+        let what = match (v.parting, self.hosts(), v.shadow_host.as_deref()) {
+            (Parting::HostNotAllowed, Some(a), Some(b)) => format!(
                 "{shadow} would have sent {requests} to {b} instead of {a}, which it does not allow"
-            )
+            ),
+            (_, Some(a), Some(b)) => {
+                format!("{shadow} would have sent {requests} to {b} instead of {a}")
+            }
+            (Parting::WouldRefuse, Some(a), _) => {
+                format!("{shadow} would have refused {requests} that {reading} let through to {a}")
+            }
+            (Parting::WouldRefuse, None, _) => {
+                format!("{shadow} would have refused {requests} that {reading} let through")
+            }
+            (_, _, Some(b)) => {
+                format!("{shadow} would have let through {requests} that {reading} refused, to {b}")
+            }
+            _ => format!("{shadow} would have let through {requests} that {reading} refused"),
+        };
+        let mut why = Vec::new();
+        if v.class != v.shadow_class {
+            why.push(format!("classed {}, not {}", v.shadow_class, v.class));
         }
-        (_, Some(a), Some(b)) => {
-            format!("{shadow} would have sent {requests} to {b} instead of {a}")
+        if !v.clauses.is_empty() {
+            why.push(format!("{reading}: {}", v.clauses.join(", ")));
         }
-        (Parting::WouldRefuse, Some(a), _) => {
-            format!("{shadow} would have refused {requests} that {reading} let through to {a}")
+        if !v.shadow_clauses.is_empty() {
+            why.push(format!("{shadow}: {}", v.shadow_clauses.join(", ")));
         }
-        (Parting::WouldRefuse, None, _) => {
-            format!("{shadow} would have refused {requests} that {reading} let through")
+        if why.is_empty() {
+            what
+        } else {
+            format!("{what} ({})", why.join("; "))
         }
-        (_, _, Some(b)) => {
-            format!("{shadow} would have let through {requests} that {reading} refused, to {b}")
-        }
-        _ => format!("{shadow} would have let through {requests} that {reading} refused"),
-    };
-    let mut why = Vec::new();
-    if v.class != v.shadow_class {
-        why.push(format!("classed {}, not {}", v.shadow_class, v.class));
-    }
-    if !v.clauses.is_empty() {
-        why.push(format!("{reading}: {}", v.clauses.join(", ")));
-    }
-    if !v.shadow_clauses.is_empty() {
-        why.push(format!("{shadow}: {}", v.shadow_clauses.join(", ")));
-    }
-    if why.is_empty() {
-        what
-    } else {
-        format!("{what} ({})", why.join("; "))
     }
 }

@@ -505,7 +505,11 @@ impl Tally {
                 },
             )
             .collect();
-        out.sort_by(|a, b| b.requests.cmp(&a.requests));
+        out.sort_by(|a, b| {
+            b.requests
+                .cmp(&a.requests)
+                .then_with(|| (&a.from_rule, &a.to_rule).cmp(&(&b.from_rule, &b.to_rule)))
+        });
         out
     }
 

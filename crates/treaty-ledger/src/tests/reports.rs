@@ -761,7 +761,87 @@ fn shadow_fixture() -> Vec<Entry> {
             None,
         )
     };
+    // Two picks among hosts both readings allow: the router's choice.
+    let routed = DecisionRecord {
+        reading: Some("reading-openai".into()),
+        shadow: vec![shadow(
+            "reading-aws",
+            "stateless_api",
+            true,
+            &["azure-eastus", "azure-westus"],
+            Some("azure-westus"),
+            &["H0"],
+        )],
+        ..req(
+            "d8",
+            7,
+            ("acme", "direct", "api"),
+            "stateless_api",
+            true,
+            &["A0"],
+            &[
+                ("azure-eastus", true, &["H0"]),
+                ("azure-westus", true, &["H0"]),
+            ],
+            Some("azure-eastus"),
+            None,
+        )
+    };
+    // Refused in force for its preferred-host hint (a host the reading
+    // refuses), while the host the shadow picks is allowed in force too.
+    let hinted = DecisionRecord {
+        reading: Some("reading-openai".into()),
+        shadow: vec![shadow(
+            "reading-aws",
+            "stateless_api",
+            true,
+            &["azure-eastus"],
+            Some("azure-eastus"),
+            &["H0"],
+        )],
+        ..req(
+            "d9",
+            8,
+            ("acme", "direct", "api"),
+            "stateless_api",
+            true,
+            &["A0"],
+            FRONTIER,
+            None,
+            Some("contract_refused"),
+        )
+    };
+    // A Frontier step placed on azure-westus in force: reading-aws sends it
+    // to Bedrock too, and the summary says so in one sentence.
+    let westus_step = DecisionRecord {
+        hosts: vec![
+            crate::HostVerdict {
+                host: "azure-westus".into(),
+                allowed: true,
+                clauses: vec!["H0".into()],
+            },
+            crate::HostVerdict {
+                host: "bedrock-useast1".into(),
+                allowed: false,
+                clauses: vec!["C1".into(), "C3".into()],
+            },
+        ],
+        chosen: Some("azure-westus".into()),
+        shadow: vec![shadow(
+            "reading-aws",
+            "non_api_product",
+            true,
+            &["azure-westus", "bedrock-useast1"],
+            Some("bedrock-useast1"),
+            &["C5", "H0"],
+        )],
+        ..frontier_step("d10", 9)
+    };
     vec![
+        D(routed),
+        D(hinted),
+        D(westus_step),
+        O(out("d10", 9, Some("azure-westus"), 200, (0, 0), 0)),
         D(frontier_step("d1", 0)),
         O(out("d1", 0, Some("azure-eastus"), 200, (10, 20), 100)),
         D(frontier_step("d2", 1)),
@@ -830,7 +910,7 @@ async fn divergence_report_shows_where_shadow_readings_part(db: Db) {
     assert_eq!(
         groups,
         [
-            ("reading-aws", "agrees", None, None, "stateless_api", 1),
+            ("reading-aws", "agrees", None, None, "stateless_api", 3),
             (
                 "reading-aws",
                 "host_not_allowed",
@@ -846,6 +926,14 @@ async fn divergence_report_shows_where_shadow_readings_part(db: Db) {
                 Some("bedrock-useast1"),
                 "non_api_product",
                 3
+            ),
+            (
+                "reading-aws",
+                "other_host",
+                Some("azure-westus"),
+                Some("bedrock-useast1"),
+                "non_api_product",
+                1
             ),
             (
                 "reading-aws",
@@ -915,9 +1003,9 @@ async fn divergence_report_shows_where_shadow_readings_part(db: Db) {
     assert_eq!(
         summary,
         [
-            "reading-aws agrees with reading-openai on 1 of 6 decisions",
+            "reading-aws agrees with reading-openai on 3 of 9 decisions",
             "reading-aws would have sent 1 request to azure-westus instead of azure-eastus, which it does not allow (reading-openai: H0; reading-aws: X7)",
-            "reading-aws would have sent 3 requests to bedrock-useast1 instead of azure-eastus (classed non_api_product, not stateless_api; reading-openai: C1, C3; reading-aws: C5, H0)",
+            "reading-aws would have sent 4 requests to bedrock-useast1 instead of azure-eastus (3) and azure-westus (1) (classed non_api_product, not stateless_api; reading-openai: C1, C3; reading-aws: C5, H0)",
             "reading-aws would have let through 1 request that reading-openai refused (reading-openai: C2; reading-aws: C2a)",
             "reading-microsoft agrees with reading-openai on 2 of 5 decisions",
             "reading-microsoft would have refused 3 requests that reading-openai let through to azure-eastus (reading-openai: A0; reading-microsoft: C4m)",
@@ -942,7 +1030,7 @@ async fn divergence_report_shows_where_shadow_readings_part(db: Db) {
     let html = html_report(&store, None, None).await.unwrap();
     assert!(html.contains("Where the shadow readings part"));
     assert!(html.contains(
-        "reading-aws would have sent 3 requests to bedrock-useast1 instead of azure-eastus"
+        "reading-aws would have sent 4 requests to bedrock-useast1 instead of azure-eastus (3) and azure-westus (1)"
     ));
     // And without shadow readings, says how to get them.
     let plain = Db::sqlite().await;
