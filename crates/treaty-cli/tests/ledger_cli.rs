@@ -205,3 +205,159 @@ async fn the_demo_ledger_verifies_reports_and_catches_an_edit() {
     assert_eq!(cut.status.code(), Some(1), "{}", text(&cut));
     assert!(text(&cut).contains("truncated"), "{}", text(&cut));
 }
+
+/// The demo with reading-aws and reading-microsoft in the shadow: where
+/// they part on its live traffic, traffic per time bucket, agent
+/// operations counted as state, and what separates the readings in a
+/// replay, all through the binary.
+#[test]
+fn the_demo_ledger_reports_divergence_time_state_and_what_separates_readings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let demo = treaty(&[
+        "demo",
+        "--dir",
+        d,
+        "--shadow",
+        "reading-aws",
+        "--shadow",
+        "reading-microsoft",
+    ]);
+    assert!(demo.status.success(), "{}", text(&demo));
+    let said = text(&demo);
+    assert!(said.contains("Where the shadow readings part"), "{said}");
+    assert!(
+        said.contains("reading-aws would have sent") && said.contains("to bedrock-useast1"),
+        "{said}"
+    );
+    assert!(
+        said.contains("reading-microsoft would have refused"),
+        "{said}"
+    );
+    let cfg = dir.path().join("treaty.toml");
+    let cfg = cfg.to_str().unwrap();
+    let json = |args: &[&str]| -> Vec<Value> {
+        let mut all = vec!["ledger", "report", "--config", cfg, "--format", "json"];
+        all.extend(args);
+        let out = treaty(&all);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    // Divergence: every decision once per shadow reading.
+    let rows = json(&["--by", "divergence"]);
+    let total: u64 = rows.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+    let by_host = json(&["--by", "host"]);
+    let decisions: u64 = by_host
+        .iter()
+        .map(|r| r["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 2 * decisions, "{rows:#?}");
+    let moved = rows
+        .iter()
+        .find(|r| r["shadow"] == "reading-aws" && r["shadow_host"] == "bedrock-useast1")
+        .unwrap_or_else(|| panic!("{rows:#?}"));
+    assert_eq!(moved["reading"], "reading-openai");
+    assert_eq!(moved["shadow_class"], "non_api_product");
+    let clauses: Vec<&str> = moved["clauses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(clauses.contains(&"C1"), "{moved}");
+    assert!(
+        rows.iter()
+            .any(|r| r["shadow"] == "reading-microsoft" && r["parting"] == "would_refuse"),
+        "{rows:#?}"
+    );
+    let table = treaty(&["ledger", "report", "--config", cfg, "--by", "divergence"]);
+    assert!(
+        text(&table).contains("reading-aws agrees with reading-openai on"),
+        "{}",
+        text(&table)
+    );
+    let csv = treaty(&[
+        "ledger",
+        "report",
+        "--config",
+        cfg,
+        "--by",
+        "divergence",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&csv.stdout)
+            .starts_with("shadow,reading,parting,host,shadow_host,class,shadow_class,clauses,shadow_clauses,requests,"),
+        "{}",
+        text(&csv)
+    );
+
+    // State: the agent's operations and tool calls went through on this
+    // instance; none is a failure on "(none)".
+    let instance = by_host
+        .iter()
+        .find(|r| r["key"] == "(instance treaty-azure-eastus)")
+        .unwrap_or_else(|| panic!("{by_host:#?}"));
+    assert!(instance["state"].as_u64().unwrap() >= 4, "{instance}");
+    assert_eq!(instance["failed"], 0, "{instance}");
+    for row in &by_host {
+        if row["key"] == "(none)" {
+            assert_eq!(row["requests"], row["refused"], "{row}");
+        }
+    }
+
+    // Time: hour buckets on the hour, adding up to every decision.
+    let hours = json(&["--by", "time", "--bucket", "1h"]);
+    assert!(!hours.is_empty());
+    assert!(
+        hours
+            .iter()
+            .all(|r| r["key"].as_str().unwrap().ends_with(":00:00Z")),
+        "{hours:#?}"
+    );
+    let in_buckets: u64 = hours.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+    assert_eq!(in_buckets, decisions);
+    let auto = treaty(&["ledger", "report", "--config", cfg, "--by", "time"]);
+    assert!(text(&auto).contains("time buckets of"), "{}", text(&auto));
+    let wrong = treaty(&[
+        "ledger", "report", "--config", cfg, "--by", "host", "--bucket", "1h",
+    ]);
+    assert!(!wrong.status.success());
+    assert!(text(&wrong).contains("--by time"), "{}", text(&wrong));
+
+    // The HTML report shows the partings too.
+    let html = dir.path().join("report.html");
+    let r = treaty(&["report", "--config", cfg, "--html", html.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", text(&r));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("Where the shadow readings part"));
+    assert!(page.contains("would have sent"));
+
+    // A replay names what separates the readings: C1 and C3 against C5.
+    let sim = treaty(&[
+        "contracts",
+        "simulate",
+        "--config",
+        cfg,
+        "--from",
+        "reading-openai",
+        "--to",
+        "reading-aws",
+    ]);
+    assert!(sim.status.success(), "{}", text(&sim));
+    let out = text(&sim);
+    assert!(
+        out.contains("acme/aws-marketplace/frontier stateless_api")
+            && out.contains("stop applying:  C1 (3), C3 (3)")
+            && out.contains("start applying: C5 (3)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "stateless-api (stateless_api) -> aws-frontier-stateless-routes (non_api_product)"
+        ),
+        "{out}"
+    );
+}

@@ -144,13 +144,13 @@ const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
 
 impl Window {
     /// First instant in force (inclusive), in Unix milliseconds.
-    pub(crate) fn start_ms(&self) -> Option<i64> {
+    pub fn start_ms(&self) -> Option<i64> {
         self.from.map(day_start_ms)
     }
 
     /// First instant no longer in force (exclusive): the start of the day
     /// after `until`.
-    pub(crate) fn end_ms(&self) -> Option<i64> {
+    pub fn end_ms(&self) -> Option<i64> {
         self.until.map(|d| day_start_ms(d) + MS_PER_DAY)
     }
 

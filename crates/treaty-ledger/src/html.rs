@@ -2,8 +2,12 @@
 //!
 //! The page holds traffic per host and per channel over time (stacked
 //! columns), refusals per clause, the share of each workload class per
-//! host, and a table per host, with the chain's head and the checkpoint
-//! key at the bottom so a reader knows which ledger state it describes.
+//! host, a table per host (operations on held state and tool calls under
+//! the instance that carried them out, counted as `state`, not as served
+//! or failed), and, when decisions carry shadow readings
+//! (`contracts.shadow`), where each parts from the reading in force, with
+//! the chain's head and the checkpoint key at the bottom so a reader knows
+//! which ledger state it describes.
 //! It is one file with inline CSS and inline SVG drawn by `svg`: no
 //! script, no stylesheet link, no font or image fetched from anywhere, so
 //! it opens the same offline, in a mail attachment or in an audit folder.
@@ -16,24 +20,13 @@ use std::fmt::Write;
 use treaty_store::Store;
 
 use crate::LedgerError;
+use crate::buckets::{self, MAX_BUCKETS};
+use crate::divergence::{self, Partings};
 use crate::export::rfc3339;
 use crate::report::ReportRow;
 use crate::scan::{self, TimeRange};
 use crate::svg::{self, Series, esc};
 
-/// Bucket widths to choose from, in milliseconds.
-const WIDTHS: [(i64, &str); 9] = [
-    (60_000, "1 minute"),
-    (300_000, "5 minutes"),
-    (900_000, "15 minutes"),
-    (3_600_000, "1 hour"),
-    (6 * 3_600_000, "6 hours"),
-    (86_400_000, "1 day"),
-    (7 * 86_400_000, "1 week"),
-    (30 * 86_400_000, "30 days"),
-    (365 * 86_400_000, "365 days"),
-];
-const MAX_BUCKETS: i64 = 60;
 /// Series beyond this many are summed into "other".
 const MAX_SERIES: usize = 9;
 
@@ -47,6 +40,7 @@ struct Data {
     /// host -> class -> requests
     classes: BTreeMap<String, BTreeMap<String, u64>>,
     hosts: BTreeMap<String, ReportRow>,
+    partings: Partings,
 }
 
 /// Renders the report for requests decided in `[since, until)` (unix ms).
@@ -56,24 +50,21 @@ pub async fn html_report(
     until: Option<i64>,
 ) -> Result<String, LedgerError> {
     let range = TimeRange::new(since, until);
-    let (lo_bound, hi_bound) = range.bounds();
-    let (_, lo, hi) = store.ledger_span("decision", lo_bound, hi_bound).await?;
-    let (lo, hi) = (lo.unwrap_or(0), hi.unwrap_or(0));
-    let (width, width_name) = WIDTHS
-        .iter()
-        .copied()
-        .find(|(w, _)| (hi - lo) / w < MAX_BUCKETS)
-        .unwrap_or(WIDTHS[WIDTHS.len() - 1]);
-    let start = lo.div_euclid(width) * width;
+    let (lo, hi) = buckets::decision_span(store, range)
+        .await?
+        .unwrap_or((0, 0));
+    let (width, width_name) = buckets::width_for_span(lo, hi);
+    let start = buckets::start_of(lo, width);
     let buckets = ((hi - start) / width + 1).clamp(1, 10 * MAX_BUCKETS) as usize;
 
     let mut data = Data::default();
     scan::each_request(store, range, |d, o| {
         let bucket = ((d.at_ms - start) / width).clamp(0, buckets as i64 - 1);
-        let host = scan::host_of(d, o).to_owned();
+        let host = scan::host_of(d, o).into_owned();
         let fate = scan::fate(d, o);
-        add(&mut data.total, d, o);
-        add(data.hosts.entry(host.clone()).or_default(), d, o);
+        data.total.add(d, o);
+        data.hosts.entry(host.clone()).or_default().add(d, o);
+        data.partings.add(d, o);
         *data
             .by_host
             .entry(host.clone())
@@ -109,20 +100,6 @@ pub async fn html_report(
         .await?
         .map(|k| crate::PublicKey(k.key));
     Ok(page(&data, &labels, width_name, range, &head, key))
-}
-
-fn add(row: &mut ReportRow, d: &crate::DecisionRecord, o: Option<&crate::OutcomeRecord>) {
-    let f = scan::fate(d, o);
-    row.requests += 1;
-    row.admitted += u64::from(f.admitted);
-    row.refused += u64::from(f.refused);
-    row.served += u64::from(f.served);
-    row.failed += u64::from(f.failed);
-    if let Some(o) = o {
-        row.prompt_tokens += o.prompt_tokens;
-        row.completion_tokens += o.completion_tokens;
-        row.cost_micros += o.cost_micros;
-    }
 }
 
 fn bucket_label(at_ms: i64, width: i64) -> String {
@@ -203,6 +180,70 @@ th:first-child,td:first-child{text-align:left}
 footer{color:#5b6573;font-size:12px;margin-top:24px;word-break:break-all}
 ";
 
+/// Partings listed in the page's table; the rest are counted and left to
+/// `treaty ledger report --by divergence`.
+const MAX_PARTINGS: usize = 50;
+
+/// Where each shadow reading parts from the reading in force: the
+/// sentences, then the groups.
+fn shadows(h: &mut String, partings: &Partings) {
+    h.push_str("<h2>Where the shadow readings part</h2><section>");
+    if partings.is_empty() {
+        h.push_str(
+            "<p>No decision in this range carries a shadow reading. Set \
+             <code>contracts.shadow</code> to decide each request under other readings too.</p>\
+             </section>",
+        );
+        return;
+    }
+    let rows = partings.rows();
+    h.push_str("<ul>");
+    for line in divergence::divergence_summary(&rows)
+        .iter()
+        .take(MAX_PARTINGS)
+    {
+        let _ = write!(h, "<li>{}</li>", esc(line));
+    }
+    h.push_str(
+        "</ul><table><tr><th>shadow</th><th>in force</th><th>parting</th><th>host</th>\
+         <th>shadow host</th><th>class</th><th>clauses</th><th>shadow clauses</th>\
+         <th>requests</th><th>cost</th></tr>",
+    );
+    for row in rows.iter().take(MAX_PARTINGS) {
+        let Some(v) = &row.divergence else {
+            continue;
+        };
+        let class = if v.class == v.shadow_class {
+            v.class.clone()
+        } else {
+            format!("{} / {}", v.class, v.shadow_class)
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&v.shadow),
+            esc(&v.reading),
+            v.parting.as_str(),
+            esc(v.host.as_deref().unwrap_or("-")),
+            esc(v.shadow_host.as_deref().unwrap_or("-")),
+            esc(&class),
+            esc(&v.clauses.join(", ")),
+            esc(&v.shadow_clauses.join(", ")),
+            row.requests,
+            money(row.cost_micros)
+        );
+    }
+    h.push_str("</table>");
+    if rows.len() > MAX_PARTINGS {
+        let _ = write!(
+            h,
+            "<p>{} more groups: <code>treaty ledger report --by divergence</code> lists them all.</p>",
+            rows.len() - MAX_PARTINGS
+        );
+    }
+    h.push_str("</section>");
+}
+
 fn page(
     data: &Data,
     labels: &[String],
@@ -235,6 +276,7 @@ fn page(
         ("admitted", t.admitted.to_string()),
         ("refused", t.refused.to_string()),
         ("served", t.served.to_string()),
+        ("state", t.state.to_string()),
         ("failed", t.failed.to_string()),
         (
             "tokens",
@@ -301,15 +343,16 @@ fn page(
 
     h.push_str(
         "<h2>Per host</h2><section><table><tr><th>host</th><th>requests</th><th>served</th>\
-         <th>failed</th><th>refused</th><th>prompt tokens</th><th>completion tokens</th><th>cost</th></tr>",
+         <th>state</th><th>failed</th><th>refused</th><th>prompt tokens</th><th>completion tokens</th><th>cost</th></tr>",
     );
     for (host, r) in &data.hosts {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(host),
             r.requests,
             r.served,
+            r.state,
             r.failed,
             r.refused,
             r.prompt_tokens,
@@ -318,6 +361,7 @@ fn page(
         );
     }
     h.push_str("</table></section>");
+    shadows(&mut h, &data.partings);
     let _ = writeln!(
         h,
         "<footer>Ledger head: seq {} · hash {} · checkpoint key {}. Check it with <code>treaty ledger verify</code>.</footer></main></body></html>",

@@ -16,9 +16,12 @@
 //!
 //! Around the chain: [`verify`] recomputes it and names the first bad
 //! sequence number, [`report`] / [`export`] / [`html_report`] read it for
-//! people, and [`simulate`] replays recorded decisions under two readings
-//! of the contracts (decided by closures the caller passes, so this crate
-//! depends neither on the gateway nor on Cedar).
+//! people (by key, host, channel, product, clause, tenant, class, time
+//! bucket, and where the shadow readings recorded beside each decision
+//! part from the reading in force), and [`simulate`] replays recorded
+//! decisions under two readings of the contracts and names what separates
+//! them (decided by closures the caller passes, so this crate depends
+//! neither on the gateway nor on Cedar).
 //!
 //! The writer, the publisher and the witness's HTTP server are behind the
 //! `net` feature: the decision core depends on this crate for its record
@@ -28,7 +31,9 @@
 //! or routes, and never edits or deletes a record once written: the only
 //! writes are appends, the head, and checkpoints.
 
+mod buckets;
 mod chain;
+mod divergence;
 mod export;
 mod html;
 mod key;
@@ -51,7 +56,9 @@ mod writer;
 
 use std::sync::Arc;
 
+pub use buckets::auto_bucket;
 pub use chain::{CHECKPOINT_DOMAIN, GENESIS, checkpoint_message, link};
+pub use divergence::{Divergence, Parting, divergence_summary};
 pub use export::{Format, export, export_with_progress};
 pub use html::html_report;
 pub use key::{PublicKey, active_key, log_keys, pubkey};
@@ -69,7 +76,8 @@ pub use signer::{
     KeySigner, Signer, SignerSource, default_origin, keygen, signer_for, write_key_file,
 };
 pub use simulate::{
-    ClauseImpact, GroupImpact, HostMove, Impact, Redecision, SimulationReport, Verdicts, simulate,
+    ClauseCount, ClauseImpact, GroupImpact, HostMove, Impact, ReadingClauses, Redecision,
+    RuleChange, ScopedClause, Simulation, SimulationReport, Verdicts, simulate,
 };
 pub use verify::{
     Anchor, AnchorKind, KeySource, Problem, ProblemKind, VerifyOptions, VerifyReport, verify,

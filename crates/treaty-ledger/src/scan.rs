@@ -9,6 +9,7 @@
 //! Scanning never writes and never checks hashes (that is `verify`'s job):
 //! a report on a tampered ledger reports what is stored.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use treaty_store::{LedgerRow, Store};
@@ -131,31 +132,61 @@ pub(crate) struct Fate {
     pub refused: bool,
     /// A host served it.
     pub served: bool,
-    /// It reached hosts and none served it.
+    /// An operation on held state or a tool call (see [`hostless`]) that
+    /// went through: done by the instance, no host by nature.
+    pub state: bool,
+    /// It went through the gate and then did not succeed: no host served
+    /// it, or the operation on state or the tool call ended in an error.
     pub failed: bool,
+}
+
+/// A decision no host serves by nature: an operation on held state (an
+/// agent, a conversation, a stored response, a run) or a tool call of a
+/// run. Its outcome names no host even when it succeeded.
+pub(crate) fn hostless(d: &DecisionRecord) -> bool {
+    d.operation.is_some() || d.tool.is_some()
 }
 
 pub(crate) fn fate(d: &DecisionRecord, o: Option<&OutcomeRecord>) -> Fate {
     let refused = !d.admitted || d.refused.is_some();
-    let served = !refused && o.is_some_and(|o| o.served_by.is_some());
+    let (served, state) = match o {
+        None => (false, false),
+        Some(_) if refused => (false, false),
+        Some(o) if hostless(d) => (false, o.error.is_none() && o.status < 400),
+        Some(o) => (o.served_by.is_some(), false),
+    };
     Fate {
         admitted: d.admitted,
         refused,
         served,
-        failed: !refused && !served && o.is_some(),
+        state,
+        failed: !refused && !served && !state && o.is_some(),
     }
 }
 
 /// The host a request is counted under: the one that served, else the
-/// one chosen, else `(none)`.
-pub(crate) fn host_of<'a>(d: &'a DecisionRecord, o: Option<&'a OutcomeRecord>) -> &'a str {
-    o.and_then(|o| o.served_by.as_deref())
-        .or(if fate(d, o).refused {
-            None
-        } else {
-            d.chosen.as_deref()
-        })
-        .unwrap_or(NO_HOST)
+/// one chosen; for an operation on state or a tool call that was not
+/// refused, the instance that carried it out, as `(instance ID)`; else
+/// `(none)`, which is only ever a request that ran nowhere.
+pub(crate) fn host_of<'a>(d: &'a DecisionRecord, o: Option<&'a OutcomeRecord>) -> Cow<'a, str> {
+    if let Some(host) = o.and_then(|o| o.served_by.as_deref()) {
+        return Cow::Borrowed(host);
+    }
+    if fate(d, o).refused {
+        return Cow::Borrowed(NO_HOST);
+    }
+    if hostless(d) {
+        let instance = d
+            .runtime
+            .as_ref()
+            .map(|r| &r.instance)
+            .or(d.instance.as_ref());
+        return Cow::Owned(match instance {
+            Some(id) => format!("(instance {id})"),
+            None => "(instance)".to_owned(),
+        });
+    }
+    Cow::Borrowed(d.chosen.as_deref().unwrap_or(NO_HOST))
 }
 
 pub(crate) const NO_HOST: &str = "(none)";

@@ -22,8 +22,19 @@
 //! stored response, a conversation, an agent, a run) has no host: it
 //! keeps when both readings let its instance hold the state and becomes
 //! refused (or admitted) when one does not; so does an agent's tool call,
-//! by the `use` verdict. Replays only
-//! read, a page of decisions at a time.
+//! by the `use` verdict.
+//!
+//! What separates the readings is named per request, then counted per
+//! clause, per group and in total: the clauses that *stop applying* (named
+//! by `from`'s verdicts on the request, admission, every candidate host,
+//! the hold or the use, and by none of `to`'s) and those that *start
+//! applying* (the other way round), e.g. C1 and C3 against C5 for a
+//! Frontier model step between reading-openai and reading-aws, C2 against
+//! C2a for a Frontier agent held on AWS; and the classification rule that
+//! changed (rule id and class under each reading). [`Simulation`] does the
+//! counting from decisions already decided twice, so a caller holding
+//! records and readings in memory needs no store. Replays only read, a
+//! page of decisions at a time.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +51,8 @@ pub struct Redecision {
     /// Admitted by the contracts (channel × product × tenant).
     pub admitted: bool,
     pub workload_class: String,
+    /// The id of the classification rule that set the class.
+    pub classified_by: String,
     /// Permitting clauses if admitted, refusing ones if not.
     pub admit_clauses: Vec<String>,
     /// Every host's verdict with its clauses.
@@ -60,6 +73,8 @@ pub struct Redecision {
 pub struct Verdicts<'a> {
     pub admitted: bool,
     pub workload_class: &'a str,
+    /// The id of the classification rule that set the class.
+    pub classified_by: &'a str,
     /// Permitting clauses if admitted, refusing ones if not.
     pub admit_clauses: &'a [String],
     /// Host verdicts, any order, any superset of the candidates.
@@ -75,6 +90,7 @@ impl Redecision {
         Redecision {
             admitted: d.admitted,
             workload_class: d.workload_class.clone(),
+            classified_by: d.classified_by.clone(),
             admit_clauses: d.admit_clauses.clone(),
             hosts: d.hosts.clone(),
             chosen: if runs { d.chosen.clone() } else { None },
@@ -121,6 +137,7 @@ impl Redecision {
         Redecision {
             admitted: v.admitted,
             workload_class: v.workload_class.to_owned(),
+            classified_by: v.classified_by.to_owned(),
             admit_clauses: v.admit_clauses.to_vec(),
             hosts: v
                 .hosts
@@ -181,6 +198,27 @@ impl Redecision {
         ids.dedup();
         ids
     }
+
+    /// Every clause the verdict names, in any role: admission, then the
+    /// tool's use, else the hold, else every candidate host's verdict. A
+    /// clause applies to the request when it is named here.
+    pub fn applying(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.admit_clauses.iter().map(String::as_str).collect();
+        if let Some(tool) = &self.tool {
+            ids.extend(tool.clauses.iter().map(String::as_str));
+        } else if let Some(hold) = &self.runtime {
+            ids.extend(hold.clauses.iter().map(String::as_str));
+        } else {
+            ids.extend(
+                self.hosts
+                    .iter()
+                    .flat_map(|h| h.clauses.iter().map(String::as_str)),
+            );
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 /// Counts of what happens to requests between the two readings.
@@ -217,6 +255,28 @@ pub struct ClauseImpact {
     #[serde(flatten)]
     pub impact: Impact,
     pub moves: Vec<HostMove>,
+    /// Requests the clause applies to under `from` and not under `to`.
+    pub stopped: u64,
+    /// Requests the clause applies to under `to` and not under `from`.
+    pub started: u64,
+}
+
+/// A clause and the requests it stops (or starts) applying to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClauseCount {
+    pub clause: String,
+    pub requests: u64,
+}
+
+/// Requests whose classification differs between the readings: the rule
+/// and class under `from`, then under `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleChange {
+    pub from_rule: String,
+    pub from_class: String,
+    pub to_rule: String,
+    pub to_class: String,
+    pub requests: u64,
 }
 
 /// One tenant × channel × product × class (the class under `from`).
@@ -229,6 +289,22 @@ pub struct GroupImpact {
     #[serde(flatten)]
     pub impact: Impact,
     pub moves: Vec<HostMove>,
+    /// What separates the readings on this group: the clauses that stop
+    /// applying and those that start, the most requests first.
+    pub stop_applying: Vec<ClauseCount>,
+    pub start_applying: Vec<ClauseCount>,
+    /// The classification rules that changed, the most requests first.
+    pub rules: Vec<RuleChange>,
+}
+
+impl GroupImpact {
+    /// Whether anything separates the readings on this group.
+    pub fn separated(&self) -> bool {
+        self.impact.changed() > 0
+            || !self.stop_applying.is_empty()
+            || !self.start_applying.is_empty()
+            || !self.rules.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -236,16 +312,134 @@ pub struct SimulationReport {
     #[serde(flatten)]
     pub total: Impact,
     pub moves: Vec<HostMove>,
+    /// The classification rules that changed, over all requests.
+    pub rules: Vec<RuleChange>,
     /// Every clause behind either reading's verdict of a request (and, for
-    /// a move, the clauses refusing the old host).
+    /// a move, the clauses refusing the old host), and every clause that
+    /// stops or starts applying.
     pub by_clause: Vec<ClauseImpact>,
     pub by_group: Vec<GroupImpact>,
 }
+
+/// Rule and class under `from`, then under `to`.
+type RuleKey = (String, String, String, String);
 
 #[derive(Default)]
 struct Tally {
     impact: Impact,
     moves: BTreeMap<(String, String), u64>,
+    stops: BTreeMap<String, u64>,
+    starts: BTreeMap<String, u64>,
+    rules: BTreeMap<RuleKey, u64>,
+}
+
+/// A reading's clauses: their ids, the actions their scope covers and
+/// when they are in force. Given to [`Simulation::between`] so a replay
+/// can name the clause of one reading that takes the place of another's
+/// even where no verdict names it: a forbid whose `unless` exempts the
+/// request (C2a for an agent held on AWS) is not named by the verdict it
+/// lets through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadingClauses(pub Vec<ScopedClause>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopedClause {
+    pub id: String,
+    /// The actions its scope covers (`admit`, `host`, `hold`, `prefer`,
+    /// `use`).
+    pub actions: Vec<String>,
+    /// In force from this instant (unix ms, inclusive); `None`: always.
+    pub from_ms: Option<i64>,
+    /// In force until this instant (unix ms, exclusive); `None`: always.
+    pub until_ms: Option<i64>,
+}
+
+impl ScopedClause {
+    fn in_force(&self, at_ms: i64) -> bool {
+        self.from_ms.is_none_or(|f| f <= at_ms) && self.until_ms.is_none_or(|u| at_ms < u)
+    }
+}
+
+impl ReadingClauses {
+    fn get(&self, id: &str) -> Option<&ScopedClause> {
+        self.0.iter().find(|c| c.id == id)
+    }
+
+    /// This reading's clauses in force at `at_ms` that govern one of
+    /// `actions` and that `other` does not have.
+    fn own<'a>(
+        &'a self,
+        actions: &'a [String],
+        other: &'a ReadingClauses,
+        at_ms: i64,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |c| {
+                c.in_force(at_ms)
+                    && c.actions.iter().any(|a| actions.contains(a))
+                    && other.get(&c.id).is_none()
+            })
+            .map(|c| c.id.as_str())
+    }
+}
+
+/// What separates the two verdicts on one request.
+struct Separation<'a> {
+    stops: Vec<&'a str>,
+    starts: Vec<&'a str>,
+    rule: Option<(&'a Redecision, &'a Redecision)>,
+}
+
+impl<'a> Separation<'a> {
+    /// The clauses named by one verdict and not the other; then, for each
+    /// clause that stops (starts) applying, the clauses governing the same
+    /// action that only the other reading has, as taking its place.
+    fn of(
+        a: &'a Redecision,
+        b: &'a Redecision,
+        at_ms: i64,
+        (from_clauses, to_clauses): (&'a ReadingClauses, &'a ReadingClauses),
+    ) -> Separation<'a> {
+        let (from, to) = (a.applying(), b.applying());
+        let mut stops: Vec<&str> = from.iter().filter(|c| !to.contains(c)).copied().collect();
+        let mut starts: Vec<&str> = to.iter().filter(|c| !from.contains(c)).copied().collect();
+        let replacing_starts: Vec<&str> = stops
+            .iter()
+            .filter_map(|id| from_clauses.get(id))
+            .flat_map(|c| to_clauses.own(&c.actions, from_clauses, at_ms))
+            .collect();
+        let replaced_stops: Vec<&str> = starts
+            .iter()
+            .filter_map(|id| to_clauses.get(id))
+            .flat_map(|c| from_clauses.own(&c.actions, to_clauses, at_ms))
+            .collect();
+        stops.extend(replaced_stops);
+        starts.extend(replacing_starts);
+        for list in [&mut stops, &mut starts] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        let reclassified =
+            a.classified_by != b.classified_by || a.workload_class != b.workload_class;
+        Separation {
+            stops,
+            starts,
+            rule: reclassified.then_some((a, b)),
+        }
+    }
+}
+
+fn counts(map: &BTreeMap<String, u64>) -> Vec<ClauseCount> {
+    let mut out: Vec<ClauseCount> = map
+        .iter()
+        .map(|(clause, n)| ClauseCount {
+            clause: clause.clone(),
+            requests: *n,
+        })
+        .collect();
+    out.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.clause.cmp(&b.clause)));
+    out
 }
 
 #[derive(Clone, Copy)]
@@ -277,6 +471,48 @@ impl Tally {
         }
     }
 
+    fn separate(&mut self, s: &Separation<'_>) {
+        for id in &s.stops {
+            *self.stops.entry((*id).to_owned()).or_default() += 1;
+        }
+        for id in &s.starts {
+            *self.starts.entry((*id).to_owned()).or_default() += 1;
+        }
+        if let Some((a, b)) = s.rule {
+            *self
+                .rules
+                .entry((
+                    a.classified_by.clone(),
+                    a.workload_class.clone(),
+                    b.classified_by.clone(),
+                    b.workload_class.clone(),
+                ))
+                .or_default() += 1;
+        }
+    }
+
+    fn rules(&self) -> Vec<RuleChange> {
+        let mut out: Vec<RuleChange> = self
+            .rules
+            .iter()
+            .map(
+                |((from_rule, from_class, to_rule, to_class), n)| RuleChange {
+                    from_rule: from_rule.clone(),
+                    from_class: from_class.clone(),
+                    to_rule: to_rule.clone(),
+                    to_class: to_class.clone(),
+                    requests: *n,
+                },
+            )
+            .collect();
+        out.sort_by(|a, b| {
+            b.requests
+                .cmp(&a.requests)
+                .then_with(|| (&a.from_rule, &a.to_rule).cmp(&(&b.from_rule, &b.to_rule)))
+        });
+        out
+    }
+
     fn moves(&self) -> Vec<HostMove> {
         let mut moves: Vec<HostMove> = self
             .moves
@@ -297,101 +533,164 @@ impl Tally {
     }
 }
 
+/// The counts of a replay, fed one request decided under both readings
+/// at a time.
+#[derive(Default)]
+pub struct Simulation {
+    readings: (ReadingClauses, ReadingClauses),
+    all: Tally,
+    clauses: BTreeMap<String, Tally>,
+    groups: BTreeMap<(String, String, String, String), Tally>,
+}
+
+impl Simulation {
+    /// A simulation between readings with these clauses, which it names
+    /// where one takes another's place (see [`ReadingClauses`]). Without
+    /// them ([`Simulation::default`]) only the clauses the verdicts name
+    /// are compared.
+    pub fn between(from: ReadingClauses, to: ReadingClauses) -> Simulation {
+        Simulation {
+            readings: (from, to),
+            ..Simulation::default()
+        }
+    }
+
+    /// Counts recorded decision `d`, decided `a` under `from` and `b`
+    /// under `to`.
+    pub fn add(&mut self, d: &DecisionRecord, a: &Redecision, b: &Redecision) {
+        let (change, hosts) = match (a.runs(), b.runs()) {
+            (true, true) => {
+                // A move is a change of the host routing would pick
+                // (allowed set and preferences), not only the loss of
+                // the old host: a preference clause in force under `to`
+                // moves traffic too.
+                let old = a.chosen.as_deref().unwrap_or_default();
+                let new = b.chosen.as_deref().unwrap_or_default();
+                if old == new {
+                    (Change::Keep, None)
+                } else {
+                    (Change::Moved, Some((old, new)))
+                }
+            }
+            (true, false) => (Change::BecameRefused, None),
+            (false, true) => (Change::BecameAdmitted, None),
+            (false, false) => (Change::StayedRefused, None),
+        };
+        let reclassified = a.workload_class != b.workload_class;
+        let separation = Separation::of(a, b, d.at_ms, (&self.readings.0, &self.readings.1));
+        self.all.add(change, reclassified, hosts);
+        self.all.separate(&separation);
+        // The clauses behind both verdicts, for a move the ones that no
+        // longer allow the old host, and those that stop or start
+        // applying.
+        let mut named = a.reasons();
+        named.extend(b.reasons());
+        if let Some((old, _)) = hosts {
+            named.extend(b.clauses_for(old).iter().map(String::as_str));
+        }
+        named.extend(&separation.stops);
+        named.extend(&separation.starts);
+        named.sort_unstable();
+        named.dedup();
+        for id in named {
+            let tally = self.clauses.entry(id.to_owned()).or_default();
+            tally.add(change, reclassified, hosts);
+            if separation.stops.contains(&id) {
+                *tally.stops.entry(id.to_owned()).or_default() += 1;
+            }
+            if separation.starts.contains(&id) {
+                *tally.starts.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        let group = self
+            .groups
+            .entry((
+                d.tenant.clone(),
+                d.channel.clone(),
+                d.product.clone(),
+                a.workload_class.clone(),
+            ))
+            .or_default();
+        group.add(change, reclassified, hosts);
+        group.separate(&separation);
+    }
+
+    pub fn finish(self) -> SimulationReport {
+        SimulationReport {
+            moves: self.all.moves(),
+            rules: self.all.rules(),
+            total: self.all.impact,
+            by_clause: self
+                .clauses
+                .into_iter()
+                .map(|(clause, t)| ClauseImpact {
+                    moves: t.moves(),
+                    stopped: t.stops.values().sum(),
+                    started: t.starts.values().sum(),
+                    clause,
+                    impact: t.impact,
+                })
+                .collect(),
+            by_group: self
+                .groups
+                .into_iter()
+                .map(|((tenant, channel, product, class), t)| GroupImpact {
+                    tenant,
+                    channel,
+                    product,
+                    class,
+                    moves: t.moves(),
+                    stop_applying: counts(&t.stops),
+                    start_applying: counts(&t.starts),
+                    rules: t.rules(),
+                    impact: t.impact,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Replays every recorded decision under `from` and `to`;
 /// `progress(done, total)` is called after each page.
 pub async fn simulate(
     store: &Store,
     from: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
     to: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
-    mut progress: impl FnMut(u64, u64),
+    progress: impl FnMut(u64, u64),
 ) -> Result<SimulationReport, LedgerError> {
-    let (total, _, _) = store
-        .ledger_span(Kind::Decision.as_str(), i64::MIN, i64::MAX)
-        .await?;
-    let total = total.max(0) as u64;
-    let mut all = Tally::default();
-    let mut clauses: BTreeMap<String, Tally> = BTreeMap::new();
-    let mut groups: BTreeMap<(String, String, String, String), Tally> = BTreeMap::new();
-    scan::each_row(
-        store,
-        Some(Kind::Decision),
-        TimeRange::default(),
-        |row| {
-            let Entry::Decision(d) = scan::decode(row)? else {
-                return Ok(());
-            };
-            let a = from(&d);
-            let b = to(&d);
-            let (change, hosts) = match (a.runs(), b.runs()) {
-                (true, true) => {
-                    // A move is a change of the host routing would pick
-                    // (allowed set and preferences), not only the loss of
-                    // the old host: a preference clause in force under
-                    // `to` moves traffic too.
-                    let old = a.chosen.as_deref().unwrap_or_default();
-                    let new = b.chosen.as_deref().unwrap_or_default();
-                    if old == new {
-                        (Change::Keep, None)
-                    } else {
-                        (Change::Moved, Some((old, new)))
-                    }
+    Simulation::default()
+        .replay(store, from, to, progress)
+        .await
+}
+
+impl Simulation {
+    /// Replays every recorded decision in `store` under `from` and `to`
+    /// into this simulation; `progress(done, total)` is called after each
+    /// page.
+    pub async fn replay(
+        mut self,
+        store: &Store,
+        from: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
+        to: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<SimulationReport, LedgerError> {
+        let (total, _, _) = store
+            .ledger_span(Kind::Decision.as_str(), i64::MIN, i64::MAX)
+            .await?;
+        let total = total.max(0) as u64;
+        scan::each_row(
+            store,
+            Some(Kind::Decision),
+            TimeRange::default(),
+            |row| {
+                if let Entry::Decision(d) = scan::decode(row)? {
+                    self.add(&d, &from(&d), &to(&d));
                 }
-                (true, false) => (Change::BecameRefused, None),
-                (false, true) => (Change::BecameAdmitted, None),
-                (false, false) => (Change::StayedRefused, None),
-            };
-            let reclassified = a.workload_class != b.workload_class;
-            all.add(change, reclassified, hosts);
-            // The clauses behind both verdicts, and for a move the ones
-            // that no longer allow the old host.
-            let mut named = a.reasons();
-            named.extend(b.reasons());
-            if let Some((old, _)) = hosts {
-                named.extend(b.clauses_for(old).iter().map(String::as_str));
-            }
-            named.sort_unstable();
-            named.dedup();
-            for id in named {
-                clauses
-                    .entry(id.to_owned())
-                    .or_default()
-                    .add(change, reclassified, hosts);
-            }
-            groups
-                .entry((
-                    d.tenant.clone(),
-                    d.channel.clone(),
-                    d.product.clone(),
-                    a.workload_class.clone(),
-                ))
-                .or_default()
-                .add(change, reclassified, hosts);
-            Ok(())
-        },
-        |done| progress(done, total),
-    )
-    .await?;
-    Ok(SimulationReport {
-        moves: all.moves(),
-        total: all.impact,
-        by_clause: clauses
-            .into_iter()
-            .map(|(clause, t)| ClauseImpact {
-                clause,
-                moves: t.moves(),
-                impact: t.impact,
-            })
-            .collect(),
-        by_group: groups
-            .into_iter()
-            .map(|((tenant, channel, product, class), t)| GroupImpact {
-                tenant,
-                channel,
-                product,
-                class,
-                moves: t.moves(),
-                impact: t.impact,
-            })
-            .collect(),
-    })
+                Ok(())
+            },
+            |done| progress(done, total),
+        )
+        .await?;
+        Ok(self.finish())
+    }
 }

@@ -411,13 +411,16 @@ impl Policy {
     }
 }
 
+/// The rule recorded as classifying a tool call.
+pub(crate) const TOOL_CALL_RULE: &str = "tool_call";
+
 /// The class of a request under one reading's rules. A tool call is not
 /// classified by rules: it acts for held state.
 fn classify<'p>(reading: &'p Reading, input: &Input<'_>, what: &What<'_>) -> Classification<'p> {
     match what {
         What::Tool { .. } => Classification {
             class: WorkloadClass::StatefulAgent,
-            rule: "tool_call",
+            rule: TOOL_CALL_RULE,
         },
         _ => reading.classifier.classify(input),
     }

@@ -29,7 +29,7 @@ pub use decide::{Decided, Hold, Refusal, RefusalKind, Shadow, Tool, join_clauses
 pub use explain::{ExplainError, ExplainRequest, explain, features_of};
 pub use policy::{Policy, PolicyError, Reading, load_rules};
 pub use record::Picks;
-pub use redecide::redecide;
+pub use redecide::{reading_clauses, redecide};
 
 /// Body features of routes that never hold state: chat completions'
 /// `store` keeps a completion for evals, not agent state.

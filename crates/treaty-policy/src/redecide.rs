@@ -1,11 +1,14 @@
-//! Deciding a recorded request again, for `treaty contracts simulate`.
+//! Deciding a recorded request again, for `treaty contracts simulate`,
+//! and the clauses of a reading a replay compares.
 
 use treaty_classify::{Features, Input};
 use treaty_contracts::{ClauseId, Query};
 use treaty_ledger::{
-    DecisionRecord, HostVerdict as Recorded, Redecision, RuntimeVerdict, ToolVerdict, Verdicts,
+    DecisionRecord, HostVerdict as Recorded, ReadingClauses, Redecision, RuntimeVerdict,
+    ScopedClause, ToolVerdict, Verdicts,
 };
 
+use crate::decide::TOOL_CALL_RULE;
 use crate::policy::Policy;
 
 /// Decides a recorded request again under `policy`: the same shape
@@ -19,6 +22,7 @@ pub fn redecide(policy: &Policy, d: &DecisionRecord) -> Redecision {
     let refused = || Redecision {
         admitted: false,
         workload_class: d.workload_class.clone(),
+        classified_by: d.classified_by.clone(),
         admit_clauses: Vec::new(),
         hosts: Vec::new(),
         chosen: None,
@@ -28,25 +32,24 @@ pub fn redecide(policy: &Policy, d: &DecisionRecord) -> Redecision {
     let Some(product) = config.product(&d.product) else {
         return refused();
     };
-    // A tool call is not classified by rules: it acts for held state.
-    let classified_class = if d.tool.is_some() {
-        treaty_domain::WorkloadClass::StatefulAgent
+    // A tool call is not classified by rules: it acts for held state (as
+    // the decision core records it).
+    let (classified_class, rule) = if d.tool.is_some() {
+        (treaty_domain::WorkloadClass::StatefulAgent, TOOL_CALL_RULE)
     } else {
-        policy
-            .classifier()
-            .classify(&Input {
-                route: &d.route,
-                product: &d.product,
-                product_kind: product.kind,
-                features: Features {
-                    store: d.features.store,
-                    previous_response_id: d.features.previous_response_id,
-                    conversation: d.features.conversation,
-                },
-                declared: d.declared_class.as_deref().and_then(|c| c.parse().ok()),
-                model_step: d.model_step,
-            })
-            .class
+        let c = policy.classifier().classify(&Input {
+            route: &d.route,
+            product: &d.product,
+            product_kind: product.kind,
+            features: Features {
+                store: d.features.store,
+                previous_response_id: d.features.previous_response_id,
+                conversation: d.features.conversation,
+            },
+            declared: d.declared_class.as_deref().and_then(|c| c.parse().ok()),
+            model_step: d.model_step,
+        });
+        (c.class, c.rule)
     };
     let class = classified_class.as_str();
     let Some(contracts) = policy.contracts() else {
@@ -64,6 +67,7 @@ pub fn redecide(policy: &Policy, d: &DecisionRecord) -> Redecision {
             Verdicts {
                 admitted: true,
                 workload_class: class,
+                classified_by: rule,
                 admit_clauses: &[],
                 hosts: &hosts,
                 preferred: &[],
@@ -123,6 +127,7 @@ pub fn redecide(policy: &Policy, d: &DecisionRecord) -> Redecision {
         Verdicts {
             admitted: decision.admitted,
             workload_class: class,
+            classified_by: rule,
             admit_clauses: &admit_clauses,
             hosts: &hosts,
             preferred: &preferred,
@@ -161,4 +166,25 @@ pub fn redecide(policy: &Policy, d: &DecisionRecord) -> Redecision {
             admit_clauses
         },
     })
+}
+
+/// The clauses of the reading in force of `policy` (none without
+/// contracts), for [`treaty_ledger::Simulation::between`]: a replay names
+/// the clause of one reading that takes another's place by them.
+pub fn reading_clauses(policy: &Policy) -> ReadingClauses {
+    let Some(contracts) = policy.contracts() else {
+        return ReadingClauses::default();
+    };
+    ReadingClauses(
+        contracts
+            .clauses()
+            .iter()
+            .map(|c| ScopedClause {
+                id: c.id.as_str().to_owned(),
+                actions: c.actions.iter().map(|a| a.as_str().to_owned()).collect(),
+                from_ms: c.window.start_ms(),
+                until_ms: c.window.end_ms(),
+            })
+            .collect(),
+    )
 }

@@ -284,3 +284,129 @@ fn tool_use_is_decided_and_recorded_by_the_same_builder() {
     assert!(r.hosts.is_empty());
     assert_eq!(r.classified_by, "tool_call");
 }
+
+/// Recorded Frontier traffic replayed under reading-openai and
+/// reading-aws, as `treaty contracts simulate` does: what separates the
+/// readings is named per group.
+#[test]
+fn simulate_names_c1_and_c3_against_c5_and_c2_against_c2a() {
+    use treaty_ledger::{ClauseCount, Simulation};
+    let on_aws = |reading: &'static str| {
+        move |c: &mut Config| {
+            c.instance.id = "treaty-aws".into();
+            c.instance.cloud = "aws".into();
+            c.contracts.as_mut().unwrap().reading = reading.into();
+        }
+    };
+    let openai = example(on_aws("reading-openai"));
+    let aws = example(on_aws("reading-aws"));
+    let hints = Hints::default();
+    let mut records = Vec::new();
+    let mut record = |w: &Who, edit: &dyn Fn(&mut Ask<'_>), what: What<'_>| {
+        let mut a = ask(w, what, &hints);
+        edit(&mut a);
+        let d = openai.decide(&a).unwrap();
+        let chosen = d.allowed.iter().next();
+        records.push(d.record(
+            &openai,
+            &a,
+            Picks {
+                chosen,
+                shadows: &[],
+            },
+        ));
+    };
+    // A model step of a Frontier run sold through AWS Marketplace.
+    let marketplace = who("acme", "aws-marketplace", "frontier");
+    record(
+        &marketplace,
+        &|a| {
+            a.model_step = true;
+            a.run_id = Some("run_1");
+        },
+        chat(),
+    );
+    // A Frontier call straight from acme: first party, so C3 does not
+    // reach it; C1 does.
+    record(&who("acme", "direct", "frontier"), &|_| {}, chat());
+    // A Frontier agent created on this AWS instance: C2 refuses it.
+    record(
+        &marketplace,
+        &|a| {
+            a.features = crate::stored();
+            a.run_id = Some("agent_1");
+        },
+        What::State {
+            op: StateOp::AgentCreate,
+            model: "gpt-4o",
+        },
+    );
+    // An API call: the readings agree.
+    record(&who("acme", "aws-marketplace", "api"), &|_| {}, chat());
+
+    let mut sim = Simulation::between(
+        crate::reading_clauses(&openai),
+        crate::reading_clauses(&aws),
+    );
+    for r in &records {
+        sim.add(r, &crate::redecide(&openai, r), &crate::redecide(&aws, r));
+    }
+    let report = sim.finish();
+    let group = |channel: &str, product: &str, class: &str| {
+        report
+            .by_group
+            .iter()
+            .find(|g| g.channel == channel && g.product == product && g.class == class)
+            .unwrap_or_else(|| panic!("{channel} {product} {class}: {:#?}", report.by_group))
+    };
+    let ids = |c: &[ClauseCount]| -> Vec<String> { c.iter().map(|c| c.clause.clone()).collect() };
+
+    // The model step: C1 and C3 stop applying, C5 starts; the rule that
+    // classes it changes; it moves to Bedrock (P1 prefers AWS once C5
+    // allows it).
+    let step = group("aws-marketplace", "frontier", "stateless_api");
+    assert_eq!(ids(&step.stop_applying), ["C1", "C3"], "{step:#?}");
+    assert_eq!(ids(&step.start_applying), ["C5"], "{step:#?}");
+    let rule = &step.rules[0];
+    assert_eq!(
+        (
+            rule.from_class.as_str(),
+            rule.to_rule.as_str(),
+            rule.to_class.as_str()
+        ),
+        (
+            "stateless_api",
+            "aws-frontier-stateless-routes",
+            "non_api_product"
+        )
+    );
+    assert_eq!(step.impact.moved, 1);
+    assert_eq!(step.moves[0].to, "bedrock-useast1");
+    // The direct call: C1 only.
+    let direct = group("direct", "frontier", "stateless_api");
+    assert_eq!(ids(&direct.stop_applying), ["C1"], "{direct:#?}");
+    assert_eq!(ids(&direct.start_applying), ["C5"], "{direct:#?}");
+    // The agent on AWS: C2 stops applying, C2a takes its place, and the
+    // agent could be held.
+    let agent = group("aws-marketplace", "frontier", "stateful_agent");
+    assert_eq!(ids(&agent.stop_applying), ["C2"], "{agent:#?}");
+    assert!(
+        ids(&agent.start_applying).contains(&"C2a".to_owned()),
+        "{agent:#?}"
+    );
+    assert_eq!(agent.impact.became_admitted, 1);
+    assert!(agent.rules.is_empty());
+    // The API call: nothing separates the readings.
+    assert!(!group("aws-marketplace", "api", "stateless_api").separated());
+    // Per clause, in total.
+    let clause = |id: &str| report.by_clause.iter().find(|c| c.clause == id).unwrap();
+    assert_eq!((clause("C1").stopped, clause("C3").stopped), (2, 1));
+    assert_eq!(
+        (
+            clause("C5").started,
+            clause("C2").stopped,
+            clause("C2a").started
+        ),
+        (2, 1, 1)
+    );
+}

@@ -1,4 +1,9 @@
-//! `treaty contracts check|explain`.
+//! `treaty contracts check|explain|simulate`.
+//!
+//! Thin edges over the decision core: load the config with the reading
+//! asked for, call `treaty_policy` (check, explain, or redecide every
+//! recorded request under two readings and count with
+//! `treaty_ledger::Simulation`), print the answer. Never writes the store.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,7 +32,8 @@ pub enum ContractsCommand {
     /// Replay the recorded requests (the ledger) under another reading or
     /// other classification rules: what keeps its host, moves, becomes
     /// refused or admitted, per clause and per tenant x channel x product x
-    /// class.
+    /// class, and what separates the readings: the clauses that stop and
+    /// start applying, and the classification rules that changed.
     Simulate(SimulateArgs),
 }
 
@@ -202,10 +208,13 @@ pub async fn what_if(
 ) -> anyhow::Result<treaty_ledger::SimulationReport> {
     let from = Replay::load(base, from, None)?;
     let to = Replay::load(base, to, classification)?;
-    Ok(
-        treaty_ledger::simulate(store, &|d| from.redecide(d), &|d| to.redecide(d), progress)
-            .await?,
-    )
+    let simulation = treaty_ledger::Simulation::between(
+        treaty_policy::reading_clauses(&from.policy),
+        treaty_policy::reading_clauses(&to.policy),
+    );
+    Ok(simulation
+        .replay(store, &|d| from.redecide(d), &|d| to.redecide(d), progress)
+        .await?)
 }
 
 /// One reading, ready to decide recorded requests again. A decision to
@@ -231,6 +240,11 @@ impl Replay {
     ) -> anyhow::Result<Replay> {
         let mut config = base.clone();
         apply_reading(&mut config, reading)?;
+        // A replay decides under one reading: shadow readings would only
+        // cost time (and one may be this very reading).
+        if let Some(contracts) = config.contracts.as_mut() {
+            contracts.shadow.clear();
+        }
         let policy = Self::policy(config, classification)?;
         Ok(Replay {
             policy,
@@ -316,13 +330,37 @@ pub fn render_simulation(args: &SimulateArgs, r: &treaty_ledger::SimulationRepor
         out.push_str("\nmoves\n");
         out.push_str(&output::table(&["FROM", "TO", "REQUESTS"], &rows));
     }
+    if !r.rules.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .rules
+            .iter()
+            .map(|c| {
+                vec![
+                    format!("{} ({})", c.from_rule, c.from_class),
+                    format!("{} ({})", c.to_rule, c.to_class),
+                    c.requests.to_string(),
+                ]
+            })
+            .collect();
+        out.push_str("\nclassification rules that changed\n");
+        out.push_str(&output::table(
+            &[
+                &format!("RULE UNDER {}", args.from.to_uppercase()),
+                &format!("RULE UNDER {}", args.to.to_uppercase()),
+                "REQUESTS",
+            ],
+            &rows,
+        ));
+    }
     let clause_rows: Vec<Vec<String>> = r
         .by_clause
         .iter()
-        .filter(|c| c.impact.changed() > 0)
+        .filter(|c| c.impact.changed() > 0 || c.stopped > 0 || c.started > 0)
         .map(|c| {
             vec![
                 c.clause.clone(),
+                c.stopped.to_string(),
+                c.started.to_string(),
                 c.impact.moved.to_string(),
                 c.impact.became_refused.to_string(),
                 c.impact.became_admitted.to_string(),
@@ -331,10 +369,14 @@ pub fn render_simulation(args: &SimulateArgs, r: &treaty_ledger::SimulationRepor
         })
         .collect();
     if !clause_rows.is_empty() {
-        out.push_str("\nby clause (clauses behind a changed verdict)\n");
+        out.push_str(
+            "\nby clause (clauses behind a changed verdict, or that stop or start applying)\n",
+        );
         out.push_str(&output::table(
             &[
                 "CLAUSE",
+                "STOPS APPLYING",
+                "STARTS APPLYING",
                 "MOVED",
                 "BECAME REFUSED",
                 "BECAME ADMITTED",
@@ -374,6 +416,64 @@ pub fn render_simulation(args: &SimulateArgs, r: &treaty_ledger::SimulationRepor
                 "ADMITTED", "MOVES",
             ],
             &group_rows,
+        ));
+    }
+    let separated: Vec<&treaty_ledger::GroupImpact> =
+        r.by_group.iter().filter(|g| g.separated()).collect();
+    if !separated.is_empty() {
+        out.push_str(&format!(
+            "\nwhat separates {} from {} (per tenant x channel x product x class)\n",
+            args.to, args.from
+        ));
+        for g in separated {
+            out.push_str(&separation(g));
+        }
+    }
+    out
+}
+
+/// One group's block: what happens to it, the clauses that stop and start
+/// applying, and the rules that changed.
+fn separation(g: &treaty_ledger::GroupImpact) -> String {
+    let counted = |c: &[treaty_ledger::ClauseCount]| -> String {
+        if c.is_empty() {
+            return "-".to_owned();
+        }
+        c.iter()
+            .map(|c| format!("{} ({})", c.clause, c.requests))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let i = &g.impact;
+    let mut fate = vec![match i.requests {
+        1 => "1 request".to_owned(),
+        n => format!("{n} requests"),
+    }];
+    for (n, what) in [
+        (i.moved, "move"),
+        (i.became_refused, "become refused"),
+        (i.became_admitted, "become admitted"),
+        (i.keep, "keep their host or verdict"),
+        (i.stayed_refused, "stay refused"),
+    ] {
+        if n > 0 {
+            fate.push(format!("{n} {what}"));
+        }
+    }
+    let mut out = format!(
+        "  {}/{}/{} {}: {}\n    stop applying:  {}\n    start applying: {}\n",
+        g.tenant,
+        g.channel,
+        g.product,
+        g.class,
+        fate.join(", "),
+        counted(&g.stop_applying),
+        counted(&g.start_applying)
+    );
+    for rule in &g.rules {
+        out.push_str(&format!(
+            "    classification: {} ({}) -> {} ({}) x{}\n",
+            rule.from_rule, rule.from_class, rule.to_rule, rule.to_class, rule.requests
         ));
     }
     out

@@ -7,7 +7,9 @@
 //! tool-call round trip, and refusals), runs a Frontier agent with a
 //! webhook and an MCP tool ([`agent`]), prints what happened and exits 0
 //! when every request got the answer it should. `--serve` keeps the
-//! gateway up for a person or an SDK instead.
+//! gateway up for a person or an SDK instead; `--shadow READING` decides
+//! every request under other readings too, recorded beside each decision,
+//! and shows where they part.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +44,12 @@ pub struct DemoArgs {
     /// Write the demo keys as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub keys_out: Option<PathBuf>,
+    /// Also decide every request under this reading (repeatable), beside
+    /// the one in force, and record its verdict (`contracts.shadow`); the
+    /// demo then says where the readings part on its traffic, as
+    /// `treaty ledger report --by divergence` does.
+    #[arg(long, value_name = "READING")]
+    pub shadow: Vec<String>,
 }
 
 /// One demo key, as written by `--keys-out`.
@@ -76,7 +84,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("starting the emulated upstreams")?;
     let env = MapEnv::over_process().with("TREATY_EMULATOR_URL", &emulator.url());
-    let config = Config::load(&config_path, &env)?;
+    let mut config = Config::load(&config_path, &env)?;
+    shadow_readings(&mut config, &args.shadow)?;
     let db = format!("sqlite://{}", dir.join("treaty.db").display());
     let store = treaty_store::Store::open(&db).await?;
     let gateway = treaty_gateway::Gateway::open(config.clone(), store.clone(), &env).await?;
@@ -167,6 +176,30 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     emulator.shutdown().await;
     store.close().await;
     Ok(code)
+}
+
+/// Sets `contracts.shadow`, checking each reading exists and is not the
+/// one in force.
+fn shadow_readings(config: &mut Config, readings: &[String]) -> anyhow::Result<()> {
+    if readings.is_empty() {
+        return Ok(());
+    }
+    let Some(contracts) = config.contracts.as_mut() else {
+        bail!("--shadow needs contracts, and the example has none");
+    };
+    for reading in readings {
+        if *reading == contracts.reading {
+            bail!("--shadow {reading}: that is the reading in force");
+        }
+        if !contracts.dir.join(reading).is_dir() {
+            bail!(
+                "--shadow {reading}: no such reading in {}",
+                contracts.dir.display()
+            );
+        }
+    }
+    contracts.shadow = readings.to_vec();
+    Ok(())
 }
 
 async fn mint_keys(config: &Config, store: &treaty_store::Store) -> anyhow::Result<Vec<DemoKey>> {
@@ -642,8 +675,21 @@ async fn evidence(
             .collect();
         // Groups are per class too: name each tenant/channel/product once.
         refused.dedup();
+        let clauses = |n: fn(&treaty_ledger::ClauseImpact) -> u64| -> String {
+            let ids: Vec<&str> = r
+                .by_clause
+                .iter()
+                .filter(|c| n(c) > 0)
+                .map(|c| c.clause.as_str())
+                .collect();
+            if ids.is_empty() {
+                "none".to_owned()
+            } else {
+                ids.join(", ")
+            }
+        };
         output::line(format!(
-            "  {reading} -> {other}: {} requests, {} keep their host, {} move{}, {} become refused{}, {} reclassified",
+            "  {reading} -> {other}: {} requests, {} keep their host, {} move{}, {} become refused{}, {} reclassified; clauses that stop applying: {}, that start: {}",
             t.requests,
             t.keep,
             t.moved,
@@ -658,8 +704,24 @@ async fn evidence(
             } else {
                 format!(" ({})", refused.join(", "))
             },
-            t.reclassified
+            t.reclassified,
+            clauses(|c| c.stopped),
+            clauses(|c| c.started)
         ));
+    }
+    if config
+        .contracts
+        .as_ref()
+        .is_some_and(|c| !c.shadow.is_empty())
+    {
+        let rows =
+            treaty_ledger::report(store, treaty_ledger::Dimension::Divergence, None, None).await?;
+        output::line(
+            "Where the shadow readings part, live (treaty ledger report --by divergence):",
+        );
+        for sentence in treaty_ledger::divergence_summary(&rows) {
+            output::line(format!("  {sentence}"));
+        }
     }
     Ok(true)
 }

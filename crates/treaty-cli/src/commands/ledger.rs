@@ -38,7 +38,8 @@ pub enum LedgerCommand {
     /// of the record at --seq, against the latest signed checkpoint.
     Proof(super::evidence::ProofArgs),
     /// Requests, outcomes, tokens and cost grouped by key, host,
-    /// channel, product, clause, tenant or workload class.
+    /// channel, product, clause, tenant, workload class, time bucket, or
+    /// where the shadow readings part from the reading in force.
     Report(ReportArgs),
     /// Every record, in sequence order, as JSON lines (exactly as hashed)
     /// or CSV.
@@ -87,20 +88,30 @@ pub struct PubkeyArgs {
     pub all: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum By {
     Key,
+    /// The host that served (or was chosen); `(instance ID)` for
+    /// operations on held state and tool calls; `(none)` for requests
+    /// that ran nowhere.
     Host,
     Channel,
     Product,
     Clause,
     Tenant,
     Class,
+    /// Time buckets (--bucket), keyed by their RFC 3339 start.
+    Time,
+    /// Per shadow reading (`contracts.shadow`): where it agrees with the
+    /// reading in force and where it parts (would refuse, would admit,
+    /// another host, the host in force not allowed), with the clauses.
+    Divergence,
 }
 
-impl From<By> for Dimension {
-    fn from(by: By) -> Dimension {
-        match by {
+impl By {
+    /// The dimension; `bucket_ms` is the time bucket's width.
+    fn dimension(self, bucket_ms: i64) -> Dimension {
+        match self {
             By::Key => Dimension::Key,
             By::Host => Dimension::Host,
             By::Channel => Dimension::Channel,
@@ -108,6 +119,8 @@ impl From<By> for Dimension {
             By::Clause => Dimension::Clause,
             By::Tenant => Dimension::Tenant,
             By::Class => Dimension::Class,
+            By::Time => Dimension::Time { bucket_ms },
+            By::Divergence => Dimension::Divergence,
         }
     }
 }
@@ -160,6 +173,12 @@ pub struct ReportArgs {
     pub state: StateArgs,
     #[arg(long, value_enum)]
     pub by: By,
+    /// With --by time: the width of a bucket ("1h", "15m", "1d"), buckets
+    /// aligned to the Unix epoch in UTC. Default: chosen so the range has
+    /// at most about 60 buckets, as in the HTML report (the table says
+    /// which; pass it to scripts).
+    #[arg(long, value_name = "DURATION")]
+    pub bucket: Option<String>,
     #[command(flatten)]
     pub time: TimeArgs,
     #[arg(long, value_enum, default_value = "table")]
@@ -326,12 +345,56 @@ pub fn rfc3339(at_ms: i64) -> String {
         .unwrap_or_else(|| at_ms.to_string())
 }
 
+/// A `--bucket` width in milliseconds.
+fn bucket_ms(text: &str) -> anyhow::Result<i64> {
+    let width = humantime::parse_duration(text)
+        .with_context(|| format!("--bucket {text:?} is not a duration (1h, 15m, 1d)"))?;
+    let ms = i64::try_from(width.as_millis()).unwrap_or(i64::MAX);
+    if ms < 1 {
+        bail!("--bucket {text:?}: a bucket must be at least 1ms wide");
+    }
+    Ok(ms)
+}
+
 async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let (since, until) = args.time.range()?;
+    if args.bucket.is_some() && args.by != By::Time {
+        bail!("--bucket applies to --by time only");
+    }
     let config = args.state.load_config()?;
     let store = args.state.open(config.as_ref()).await?;
-    let by = Dimension::from(args.by);
+    let bucket = match (&args.bucket, args.by) {
+        (Some(text), _) => bucket_ms(text)?,
+        (None, By::Time) => treaty_ledger::auto_bucket(&store, since, until).await?,
+        (None, _) => 0,
+    };
+    let by = args.by.dimension(bucket);
     let rows = treaty_ledger::report(&store, by, since, until).await?;
+    if let ReportFormat::Table = args.format {
+        match by {
+            Dimension::Time { bucket_ms } => output::line(format!(
+                "time buckets of {} (UTC)",
+                humantime::format_duration(std::time::Duration::from_millis(
+                    bucket_ms.unsigned_abs()
+                ))
+            )),
+            Dimension::Divergence if rows.is_empty() => {
+                output::line(
+                    "No decision in this range carries a shadow reading: set \
+                     contracts.shadow = [\"reading-aws\"] (for example) to decide each request \
+                     under other readings too, beside the one in force.",
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Dimension::Divergence => {
+                for sentence in treaty_ledger::divergence_summary(&rows) {
+                    output::line(sentence);
+                }
+                output::line("");
+            }
+            _ => {}
+        }
+    }
     match args.format {
         ReportFormat::Json => output::line(serde_json::to_string_pretty(&rows)?),
         ReportFormat::Csv => {
@@ -342,7 +405,13 @@ async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         ReportFormat::Table => {
             let cells: Vec<Vec<String>> = rows
                 .iter()
-                .map(|r| treaty_ledger::report_cells(by, r))
+                .map(|r| {
+                    let mut cells = treaty_ledger::report_cells(by, r);
+                    for cell in cells.iter_mut().filter(|c| c.is_empty()) {
+                        "-".clone_into(cell);
+                    }
+                    cells
+                })
                 .collect();
             let headers: Vec<String> = treaty_ledger::report_columns(by)
                 .into_iter()
@@ -504,6 +573,15 @@ mod tests {
         let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
         assert!((now - ago - 3_600_000).abs() < 5_000);
         assert!(parse_time("yesterday-ish").is_err());
+    }
+
+    #[test]
+    fn buckets_are_durations_of_at_least_a_millisecond() {
+        assert_eq!(bucket_ms("1h").unwrap(), 3_600_000);
+        assert_eq!(bucket_ms("15m").unwrap(), 900_000);
+        assert_eq!(bucket_ms("1d").unwrap(), 86_400_000);
+        assert!(bucket_ms("0s").is_err());
+        assert!(bucket_ms("hourly").is_err());
     }
 
     #[test]

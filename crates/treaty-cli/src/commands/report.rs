@@ -2,8 +2,8 @@
 //!
 //! Parses arguments, opens the store, writes what
 //! `treaty_ledger::html_report` renders (charts of traffic per host and
-//! per channel over time, refusals per clause, class shares per host) to
-//! the file. It only reads the ledger and never fetches anything: the page
+//! per channel over time, refusals per clause, class shares per host, a
+//! table per host, where the shadow readings part) to the file. It only reads the ledger and never fetches anything: the page
 //! carries its own CSS and SVG.
 
 use std::path::PathBuf;
