@@ -303,10 +303,22 @@ pub async fn simulate(
     store: &Store,
     from: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
     to: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
+    progress: impl FnMut(u64, u64),
+) -> Result<SimulationReport, LedgerError> {
+    simulate_in(store, TimeRange::default(), from, to, progress).await
+}
+
+/// [`simulate`] over the decisions recorded in `range` only.
+pub async fn simulate_in(
+    store: &Store,
+    range: TimeRange,
+    from: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
+    to: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
     mut progress: impl FnMut(u64, u64),
 ) -> Result<SimulationReport, LedgerError> {
+    let (since, until) = range.bounds();
     let (total, _, _) = store
-        .ledger_span(Kind::Decision.as_str(), i64::MIN, i64::MAX)
+        .ledger_span(Kind::Decision.as_str(), since, until)
         .await?;
     let total = total.max(0) as u64;
     let mut all = Tally::default();
@@ -315,7 +327,7 @@ pub async fn simulate(
     scan::each_row(
         store,
         Some(Kind::Decision),
-        TimeRange::default(),
+        range,
         |row| {
             let Entry::Decision(d) = scan::decode(row)? else {
                 return Ok(());
