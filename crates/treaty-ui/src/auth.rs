@@ -319,9 +319,11 @@ pub async fn login(
     if let Err(e) = engine.store.delete_idle_sessions(now - idle_ms).await {
         tracing::warn!(error = %e, "cannot forget idle UI sessions");
     }
+    // No Max-Age: the browser forgets the cookie when it closes, and the
+    // server alone decides when a session has been idle too long (so it
+    // can say so, instead of the cookie silently vanishing).
     let cookie = format!(
-        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        ui.settings.session_idle.as_secs(),
+        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict{}",
         if client.tls { "; Secure" } else { "" }
     );
     let mut res = Redirect::to("/ui").into_response();
