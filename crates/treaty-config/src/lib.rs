@@ -167,6 +167,11 @@ pub struct ServerConfig {
     /// The environment variable holding the admin token; admin routes are
     /// disabled when it is unset.
     pub admin_token_env: String,
+    /// The environment variable holding the auditor token: the web UI's
+    /// read-only role (browse and verify, never change); off when unset.
+    pub auditor_token_env: String,
+    /// A web UI session unused this long is over (sliding).
+    pub ui_session_idle: Duration,
     /// How long a verified virtual key is trusted before the store is asked
     /// again. Revocations made elsewhere take effect within this time.
     pub key_cache_ttl: Duration,

@@ -101,6 +101,8 @@ pub(crate) struct RawServer {
     pub listen: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub admin_token_env: Option<String>,
+    pub auditor_token_env: Option<String>,
+    pub ui_session_idle: Option<String>,
     pub key_cache_ttl: Option<String>,
     pub header_read_timeout: Option<String>,
     pub body_read_timeout: Option<String>,

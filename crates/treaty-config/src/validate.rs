@@ -413,6 +413,17 @@ fn server(raw: &RawConfig) -> Result<ServerConfig, ConfigError> {
             .admin_token_env
             .clone()
             .unwrap_or_else(|| "TREATY_ADMIN_TOKEN".to_owned()),
+        auditor_token_env: raw
+            .server
+            .auditor_token_env
+            .clone()
+            .unwrap_or_else(|| "TREATY_AUDITOR_TOKEN".to_owned()),
+        ui_session_idle: duration(
+            "server.ui_session_idle",
+            raw.server.ui_session_idle.as_deref(),
+            Duration::from_secs(8 * 3600),
+            false,
+        )?,
         key_cache_ttl: duration(
             "server.key_cache_ttl",
             raw.server.key_cache_ttl.as_deref(),

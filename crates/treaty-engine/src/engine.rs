@@ -33,6 +33,9 @@ pub struct Engine {
     pub metrics: Arc<treaty_telemetry::Metrics>,
     /// SHA-256 of the admin token; `None` disables the admin API.
     admin_token_hash: Option<[u8; 32]>,
+    /// SHA-256 of the auditor token (the UI's read-only role); `None`
+    /// disables that role.
+    auditor_token_hash: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -136,10 +139,13 @@ impl Engine {
                 && bound_config.channel(&row.channel).is_some()
                 && bound_config.product(&row.product).is_some()
         });
-        let admin_token_hash = env
-            .var(&config.server.admin_token_env)
-            .filter(|t| !t.is_empty())
-            .map(|t| Sha256::digest(t.as_bytes()).into());
+        let token_hash = |name: &str| -> Option<[u8; 32]> {
+            env.var(name)
+                .filter(|t| !t.is_empty())
+                .map(|t| Sha256::digest(t.as_bytes()).into())
+        };
+        let admin_token_hash = token_hash(&config.server.admin_token_env);
+        let auditor_token_hash = token_hash(&config.server.auditor_token_env);
         Ok(Arc::new(Engine {
             limits,
             metrics,
@@ -152,6 +158,7 @@ impl Engine {
             providers,
             http,
             admin_token_hash,
+            auditor_token_hash,
         }))
     }
 
@@ -206,6 +213,15 @@ impl Engine {
     /// about how much of a guessed token was right.
     pub fn admin_token_matches(&self, presented: &str) -> bool {
         let Some(expected) = &self.admin_token_hash else {
+            return false;
+        };
+        digest_matches(expected, presented)
+    }
+
+    /// Whether `presented` is the auditor token, compared like the admin
+    /// token. An auditor may read and verify, never change.
+    pub fn auditor_token_matches(&self, presented: &str) -> bool {
+        let Some(expected) = &self.auditor_token_hash else {
             return false;
         };
         digest_matches(expected, presented)

@@ -14,7 +14,16 @@ use crate::routes;
 /// Builds the HTTP application.
 pub fn app(gw: Gateway) -> Router {
     let limit = gw.engine.config.server.max_body_bytes;
+    let ui = treaty_ui::router(
+        gw.engine.clone(),
+        gw.runtime.clone(),
+        treaty_ui::Settings {
+            session_idle: gw.engine.config.server.ui_session_idle,
+        },
+    );
     Router::new()
+        // The admin web UI: its own pages, sessions and errors (HTML).
+        .nest_service("/ui", ui)
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/v1/responses", post(routes::responses::create))

@@ -48,7 +48,7 @@ mod report;
 mod scan;
 mod signer;
 mod simulate;
-mod svg;
+pub mod svg;
 mod verify;
 pub mod witness;
 #[cfg(feature = "net")]
@@ -71,13 +71,15 @@ pub use record::{
     RequestFeatures, RuntimeVerdict, ShadowVerdict, ToolVerdict,
 };
 pub use report::{Dimension, ReportRow, report, report_cells, report_columns, write_report_csv};
-pub use scan::TimeRange;
+pub use scan::{
+    Fate, NO_HOST, TimeRange, clause_roles, decode, each_request, fate, host_of, refusal_causes,
+};
 pub use signer::{
     KeySigner, Signer, SignerSource, default_origin, keygen, signer_for, write_key_file,
 };
 pub use simulate::{
     ClauseCount, ClauseImpact, GroupImpact, HostMove, Impact, ReadingClauses, Redecision,
-    RuleChange, ScopedClause, Simulation, SimulationReport, Verdicts, simulate,
+    RuleChange, ScopedClause, Simulation, SimulationReport, Verdicts, simulate, simulate_in,
 };
 pub use verify::{
     Anchor, AnchorKind, KeySource, Problem, ProblemKind, VerifyOptions, VerifyReport, verify,

@@ -40,7 +40,7 @@ impl TimeRange {
 }
 
 /// Decodes a stored row, naming it when it cannot be read.
-pub(crate) fn decode(row: &LedgerRow) -> Result<Entry, LedgerError> {
+pub fn decode(row: &LedgerRow) -> Result<Entry, LedgerError> {
     let kind = Kind::parse(&row.kind).ok_or_else(|| LedgerError::Corrupt {
         seq: row.seq,
         detail: format!("unknown kind {:?}", row.kind),
@@ -81,7 +81,7 @@ pub(crate) async fn each_row(
 
 /// Calls `f` once per request whose decision is in the range, with its
 /// outcome when the range holds it. Returns the number of requests.
-pub(crate) async fn each_request(
+pub async fn each_request(
     store: &Store,
     range: TimeRange,
     mut f: impl FnMut(&DecisionRecord, Option<&OutcomeRecord>),
@@ -124,7 +124,7 @@ pub(crate) async fn each_request(
 
 /// How a request ended, as reports count it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Fate {
+pub struct Fate {
     /// The contracts admitted it (channel × product × tenant).
     pub admitted: bool,
     /// Refused before any host: not admitted, no host allowed, or another
@@ -147,7 +147,7 @@ pub(crate) fn hostless(d: &DecisionRecord) -> bool {
     d.operation.is_some() || d.tool.is_some()
 }
 
-pub(crate) fn fate(d: &DecisionRecord, o: Option<&OutcomeRecord>) -> Fate {
+pub fn fate(d: &DecisionRecord, o: Option<&OutcomeRecord>) -> Fate {
     let refused = !d.admitted || d.refused.is_some();
     let (served, state) = match o {
         None => (false, false),
@@ -168,7 +168,7 @@ pub(crate) fn fate(d: &DecisionRecord, o: Option<&OutcomeRecord>) -> Fate {
 /// one chosen; for an operation on state or a tool call that was not
 /// refused, the instance that carried it out, as `(instance ID)`; else
 /// `(none)`, which is only ever a request that ran nowhere.
-pub(crate) fn host_of<'a>(d: &'a DecisionRecord, o: Option<&'a OutcomeRecord>) -> Cow<'a, str> {
+pub fn host_of<'a>(d: &'a DecisionRecord, o: Option<&'a OutcomeRecord>) -> Cow<'a, str> {
     if let Some(host) = o.and_then(|o| o.served_by.as_deref()) {
         return Cow::Borrowed(host);
     }
@@ -189,11 +189,11 @@ pub(crate) fn host_of<'a>(d: &'a DecisionRecord, o: Option<&'a OutcomeRecord>) -
     Cow::Borrowed(d.chosen.as_deref().unwrap_or(NO_HOST))
 }
 
-pub(crate) const NO_HOST: &str = "(none)";
+pub const NO_HOST: &str = "(none)";
 
 /// The clauses a decision names as permitting and as refusing (each id
 /// once per role).
-pub(crate) fn clause_roles(d: &DecisionRecord) -> (Vec<&str>, Vec<&str>) {
+pub fn clause_roles(d: &DecisionRecord) -> (Vec<&str>, Vec<&str>) {
     let mut permitting: Vec<&str> = Vec::new();
     let mut refusing: Vec<&str> = Vec::new();
     let admit = d.admit_clauses.iter().map(String::as_str);
@@ -219,7 +219,7 @@ pub(crate) fn clause_roles(d: &DecisionRecord) -> (Vec<&str>, Vec<&str>) {
 
 /// What refused a refused request: the refusing clauses behind the
 /// refusal, else a label saying why none is named.
-pub(crate) fn refusal_causes(d: &DecisionRecord) -> Vec<String> {
+pub fn refusal_causes(d: &DecisionRecord) -> Vec<String> {
     if !d.admitted {
         if d.admit_clauses.is_empty() {
             return vec!["(no permitting clause)".into()];

@@ -658,8 +658,19 @@ pub async fn simulate(
     to: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
     progress: impl FnMut(u64, u64),
 ) -> Result<SimulationReport, LedgerError> {
+    simulate_in(store, TimeRange::default(), from, to, progress).await
+}
+
+/// [`simulate`] over the decisions recorded in `range` only.
+pub async fn simulate_in(
+    store: &Store,
+    range: TimeRange,
+    from: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
+    to: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
+    progress: impl FnMut(u64, u64),
+) -> Result<SimulationReport, LedgerError> {
     Simulation::default()
-        .replay(store, from, to, progress)
+        .replay(store, range, from, to, progress)
         .await
 }
 
@@ -670,18 +681,20 @@ impl Simulation {
     pub async fn replay(
         mut self,
         store: &Store,
+        range: TimeRange,
         from: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
         to: &(dyn Fn(&DecisionRecord) -> Redecision + Sync),
         mut progress: impl FnMut(u64, u64),
     ) -> Result<SimulationReport, LedgerError> {
+        let (since, until) = range.bounds();
         let (total, _, _) = store
-            .ledger_span(Kind::Decision.as_str(), i64::MIN, i64::MAX)
+            .ledger_span(Kind::Decision.as_str(), since, until)
             .await?;
         let total = total.max(0) as u64;
         scan::each_row(
             store,
             Some(Kind::Decision),
-            TimeRange::default(),
+            range,
             |row| {
                 if let Entry::Decision(d) = scan::decode(row)? {
                     self.add(&d, &from(&d), &to(&d));

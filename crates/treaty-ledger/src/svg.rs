@@ -1,4 +1,5 @@
-//! Three small chart kinds drawn as inline SVG for the HTML report.
+//! Three small chart kinds drawn as inline SVG for the HTML report and
+//! the web UI (crate treaty-ui).
 //!
 //! Hand-drawn because the report must be one file that opens offline: no
 //! charting script, no web font, no external reference of any kind. Each
@@ -8,17 +9,17 @@
 
 use std::fmt::Write;
 
-pub(crate) const PALETTE: [&str; 10] = [
+pub const PALETTE: [&str; 10] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
     "#9c755f", "#bab0ac",
 ];
 
-pub(crate) fn color(i: usize) -> &'static str {
+pub fn color(i: usize) -> &'static str {
     PALETTE[i % PALETTE.len()]
 }
 
 /// Escapes text for HTML and SVG content and attributes.
-pub(crate) fn esc(text: &str) -> String {
+pub fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -35,7 +36,7 @@ pub(crate) fn esc(text: &str) -> String {
 
 /// One named series of values, one per bucket.
 #[derive(Debug, Clone)]
-pub(crate) struct Series {
+pub struct Series {
     pub name: String,
     pub values: Vec<u64>,
 }
@@ -59,7 +60,7 @@ fn nice_max(max: u64) -> u64 {
 }
 
 /// Stacked columns over time: one column per bucket, one colour per series.
-pub(crate) fn stacked_columns(labels: &[String], series: &[Series]) -> String {
+pub fn stacked_columns(labels: &[String], series: &[Series]) -> String {
     const W: f64 = 960.0;
     const H: f64 = 260.0;
     const LEFT: f64 = 56.0;
@@ -143,7 +144,7 @@ pub(crate) fn stacked_columns(labels: &[String], series: &[Series]) -> String {
 }
 
 /// Horizontal bars, one per labelled value, longest first as given.
-pub(crate) fn bars(rows: &[(String, u64)], fill: &str) -> String {
+pub fn bars(rows: &[(String, u64)], fill: &str) -> String {
     const W: f64 = 960.0;
     const ROW: f64 = 24.0;
     const LEFT: f64 = 240.0;
@@ -182,7 +183,7 @@ pub(crate) fn bars(rows: &[(String, u64)], fill: &str) -> String {
 /// 100 % stacked horizontal bars: for each row, the share of each part.
 /// `parts` names the parts (one colour each); `rows` gives, per row, a
 /// count per part in `parts` order.
-pub(crate) fn shares(parts: &[String], rows: &[(String, Vec<u64>)]) -> String {
+pub fn shares(parts: &[String], rows: &[(String, Vec<u64>)]) -> String {
     const W: f64 = 960.0;
     const ROW: f64 = 26.0;
     const LEFT: f64 = 240.0;
@@ -239,7 +240,7 @@ pub(crate) fn shares(parts: &[String], rows: &[(String, Vec<u64>)]) -> String {
 }
 
 /// A legend as HTML: one coloured swatch per name.
-pub(crate) fn legend(names: &[String]) -> String {
+pub fn legend(names: &[String]) -> String {
     let mut s = String::from(r#"<div class="legend">"#);
     for (i, n) in names.iter().enumerate() {
         let _ = write!(

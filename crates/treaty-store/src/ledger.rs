@@ -612,6 +612,28 @@ impl Store {
         rows.iter().map(record_from_row).collect()
     }
 
+    /// Up to `limit` records of `kind` with `seq < before`, newest first:
+    /// a page of the UI's ledger browser, read backwards from a cursor
+    /// along the primary key, so a page costs the same on any ledger size.
+    pub async fn ledger_records_before(
+        &self,
+        kind: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<LedgerRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            record_columns!(),
+            " FROM ledger_records WHERE seq < $1 AND kind = $2 ORDER BY seq DESC LIMIT $3"
+        ))
+        .bind(before)
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
     /// Records after `after` whose time is in `[since_ms, until_ms)`, in
     /// seq order, at most `limit`; `kind` narrows to one kind.
     pub async fn ledger_records_in(

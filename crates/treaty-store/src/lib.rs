@@ -12,6 +12,7 @@ mod keys;
 mod ledger;
 mod limits;
 mod runtime;
+mod sessions;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_pg;
 
@@ -28,6 +29,7 @@ pub use runtime::{
     AgentRow, ConversationItemRow, ConversationRow, ItemKind, ItemRow, Order, ResponseRow,
     RunChange, RunEvent, RunEventRow, RunRow,
 };
+pub use sessions::SessionRow;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 

@@ -213,7 +213,13 @@ pub async fn what_if(
         treaty_policy::reading_clauses(&to.policy),
     );
     Ok(simulation
-        .replay(store, &|d| from.redecide(d), &|d| to.redecide(d), progress)
+        .replay(
+            store,
+            treaty_ledger::TimeRange::default(),
+            &|d| from.redecide(d),
+            &|d| to.redecide(d),
+            progress,
+        )
         .await?)
 }
 

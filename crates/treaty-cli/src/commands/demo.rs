@@ -50,6 +50,14 @@ pub struct DemoArgs {
     /// `treaty ledger report --by divergence` does.
     #[arg(long, value_name = "READING")]
     pub shadow: Vec<String>,
+    /// With --serve: serve at once, without sending the demo's traffic
+    /// first (the web UI then starts empty).
+    #[arg(long)]
+    pub no_traffic: bool,
+    /// How long a web UI session may stay unused (the browser tests use
+    /// seconds to see one expire).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub ui_session_idle: Option<Duration>,
 }
 
 /// One demo key, as written by `--keys-out`.
@@ -83,9 +91,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("starting the emulated upstreams")?;
-    let env = MapEnv::over_process().with("TREATY_EMULATOR_URL", &emulator.url());
+    // The web UI's tokens: the ones in the environment, else fresh ones,
+    // printed below so a person can sign in.
+    let admin_token = token_from_env("TREATY_ADMIN_TOKEN");
+    let auditor_token = token_from_env("TREATY_AUDITOR_TOKEN");
+    let env = MapEnv::over_process()
+        .with("TREATY_EMULATOR_URL", &emulator.url())
+        .with("TREATY_ADMIN_TOKEN", &admin_token)
+        .with("TREATY_AUDITOR_TOKEN", &auditor_token);
     let mut config = Config::load(&config_path, &env)?;
     shadow_readings(&mut config, &args.shadow)?;
+    if let Some(idle) = args.ui_session_idle {
+        config.server.ui_session_idle = idle;
+    }
     let db = format!("sqlite://{}", dir.join("treaty.db").display());
     let store = treaty_store::Store::open(&db).await?;
     let gateway = treaty_gateway::Gateway::open(config.clone(), store.clone(), &env).await?;
@@ -132,16 +150,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         keys.len()
     ));
 
-    let code = if args.serve {
-        if let Some(path) = &args.keys_out {
-            output::line(format!("  keys file: {}", path.display()));
-        }
-        output::line("Serving until interrupted (Ctrl-C).");
-        // A machine-readable line for scripts that start the demo.
-        output::line(format!("TREATY_GATEWAY_URL={base}"));
-        super::shutdown_signal().await;
-        ExitCode::SUCCESS
-    } else {
+    let send_traffic = || async {
         let ok = traffic(&base, &keys, &emulator, &reading).await?;
         let story = agent::run(&agent::Story {
             http: &reqwest::Client::builder()
@@ -156,9 +165,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             reading: &reading,
         })
         .await?;
-        let ok = ok && story;
         ledger.flush().await?;
+        anyhow::Ok(ok && story)
+    };
+    let code = if args.serve {
+        if !args.no_traffic {
+            // Something for the web UI to show from the first page.
+            send_traffic().await?;
+        }
+        output::line("");
+        if let Some(path) = &args.keys_out {
+            output::line(format!("  keys file: {}", path.display()));
+        }
+        output::line(format!(
+            "  web UI:    {base}/ui  (sign in with the admin token below)"
+        ));
+        output::line(format!("  admin token:   {admin_token}"));
+        output::line(format!("  auditor token: {auditor_token} (read-only)"));
+        output::line("Serving until interrupted (Ctrl-C).");
+        // Machine-readable lines for scripts that start the demo.
+        output::line(format!("TREATY_UI_URL={base}/ui"));
+        output::line(format!("TREATY_ADMIN_TOKEN={admin_token}"));
+        output::line(format!("TREATY_AUDITOR_TOKEN={auditor_token}"));
+        output::line(format!("TREATY_GATEWAY_URL={base}"));
+        super::shutdown_signal().await;
+        ExitCode::SUCCESS
+    } else {
+        let ok = send_traffic().await?;
         let evidence = evidence(&config, &store, &reading).await?;
+        output::line("");
+        output::line(
+            "To see this traffic in the web UI (overview, ledger, contract explorer, what-if): `treaty demo --serve`, then open the URL it prints and sign in with its admin token.",
+        );
         if ok && evidence {
             ExitCode::SUCCESS
         } else {
@@ -200,6 +238,19 @@ fn shadow_readings(config: &mut Config, readings: &[String]) -> anyhow::Result<(
     }
     contracts.shadow = readings.to_vec();
     Ok(())
+}
+
+/// `name` from the environment, else a fresh random token.
+fn token_from_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(t) if !t.is_empty() => t,
+        _ => {
+            use rand::RngCore;
+            let mut bytes = [0u8; 24];
+            rand::rng().fill_bytes(&mut bytes);
+            format!("demo-{}", hex::encode(bytes))
+        }
+    }
 }
 
 async fn mint_keys(config: &Config, store: &treaty_store::Store) -> anyhow::Result<Vec<DemoKey>> {
