@@ -9,11 +9,13 @@ use axum::routing::{delete, get, post};
 
 use crate::error::{ApiError, Code};
 use crate::gateway::Gateway;
+use crate::head::{HeadLimits, within_limits};
 use crate::routes;
 
 /// Builds the HTTP application.
 pub fn app(gw: Gateway) -> Router {
     let limit = gw.engine.config.server.max_body_bytes;
+    let head = HeadLimits::from_config(&gw.engine.config.server);
     Router::new()
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
@@ -83,6 +85,7 @@ pub fn app(gw: Gateway) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(head, within_limits))
         .layer(middleware::from_fn(crate::envelope::request_envelope))
         .with_state(gw)
 }
