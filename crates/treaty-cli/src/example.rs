@@ -46,14 +46,19 @@ pub fn emulator_key() -> &'static str {
         .unwrap_or("treaty-emulator-key")
 }
 
-/// Writes the example into `dir`; returns the config path.
+/// Writes the example into `dir`; returns the config path. The files
+/// under `secrets/` are written for their owner only.
 pub fn write(dir: &Path) -> std::io::Result<std::path::PathBuf> {
     for (path, contents) in FILES {
         let target = dir.join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(target, contents)?;
+        if path.starts_with("secrets/") {
+            crate::secret_file::write(&target, contents.as_bytes())?;
+        } else {
+            std::fs::write(target, contents)?;
+        }
     }
     Ok(dir.join("treaty.toml"))
 }

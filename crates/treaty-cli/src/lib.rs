@@ -9,6 +9,7 @@ pub mod commands;
 mod example;
 mod output;
 pub mod progress;
+mod secret_file;
 mod state;
 
 use std::process::ExitCode;

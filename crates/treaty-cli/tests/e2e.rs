@@ -135,9 +135,36 @@ async fn keys_from_the_cli_work_against_a_running_gateway() {
 #[test]
 fn the_demo_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let out = treaty(&["demo", "--dir", dir.path().to_str().unwrap()]);
+    let keys = dir.path().join("keys.json");
+    let out = treaty(&[
+        "demo",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--keys-out",
+        keys.to_str().unwrap(),
+    ]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    // The files that hold secrets are the owner's alone: the minted keys,
+    // the example's upstream keys, and the store (key hashes, state).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut private = vec![keys, dir.path().join("treaty.db")];
+        for entry in std::fs::read_dir(dir.path().join("secrets")).unwrap() {
+            private.push(entry.unwrap().path());
+        }
+        for suffix in ["-wal", "-shm"] {
+            let file = dir.path().join(format!("treaty.db{suffix}"));
+            if file.exists() {
+                private.push(file);
+            }
+        }
+        for file in private {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} is {mode:o}", file.display());
+        }
+    }
     assert!(
         text.contains("EMULATED"),
         "the demo says its upstreams are emulated"

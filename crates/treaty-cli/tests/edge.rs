@@ -2,7 +2,8 @@
 //! started at the common default of 1,024 open files, 1,000 idle
 //! connections do not stop `/health` or a chat completion; an idle socket,
 //! a slowloris header and a stalled body are closed within the configured
-//! timeouts.
+//! timeouts; a URL or header block over the limits is answered in the
+//! OpenAI shape, not by hyper's empty 414 or 431 (issue 17).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -166,4 +167,57 @@ async fn idle_slowloris_and_stalled_body_sockets_are_closed_within_the_timeouts(
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+}
+
+/// Sends `head` on a fresh connection and reads the whole answer (the
+/// server closes after an error that leaves the request unread).
+fn answer_to(target: &str, head: &[u8]) -> String {
+    let mut socket = TcpStream::connect(target).unwrap();
+    socket.write_all(head).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// hyper answers an oversized head itself, with an empty body the SDKs
+/// cannot read; on the real server such a head reaches Treaty's limits
+/// and is answered in the OpenAI shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_urls_and_large_header_blocks_are_answered_in_the_openai_shape() {
+    let emulator = Emulator::start(EmulatorConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), "");
+    let server = Server::start(&config, &emulator.url());
+    let target = addr(&server);
+
+    let long_url = format!(
+        "GET /v1/models?pad={} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    let answer = answer_to(&target, long_url.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 414"), "{answer}");
+    assert!(answer.contains("\"code\":\"uri_too_long\""), "{answer}");
+
+    // 100 KiB of headers: past hyper's own default buffer share and
+    // Treaty's 32 KiB limit.
+    let mut big = String::from("GET /v1/models HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    for i in 0..50 {
+        big.push_str(&format!("X-Pad-{i}: {}\r\n", "b".repeat(2048)));
+    }
+    big.push_str("\r\n");
+    let answer = answer_to(&target, big.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(
+        answer.contains("\"code\":\"headers_too_large\""),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("\"type\":\"invalid_request_error\""),
+        "{answer}"
+    );
 }

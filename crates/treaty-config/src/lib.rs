@@ -183,6 +183,20 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// A longer request URL (path and query) is refused with 414.
+    pub max_uri_bytes: usize,
+    /// A larger header block (names, values and their separators) is
+    /// refused with 431.
+    pub max_header_bytes: usize,
+}
+
+impl ServerConfig {
+    /// The largest `max_uri_bytes`: hyper refuses longer URLs itself,
+    /// with an empty 414, before Treaty sees the request.
+    pub const URI_BYTES_CEILING: usize = 65_534;
+    /// The largest `max_header_bytes`; the edge buffers a request head of
+    /// up to both ceilings so that it can answer in the OpenAI shape.
+    pub const HEADER_BYTES_CEILING: usize = 256 * 1024;
 }
 
 #[derive(Debug, Clone)]

@@ -107,6 +107,8 @@ pub(crate) struct RawServer {
     pub header_read_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub max_connections: Option<usize>,
+    pub max_uri_bytes: Option<u64>,
+    pub max_header_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

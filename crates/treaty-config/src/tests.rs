@@ -127,6 +127,29 @@ fn durations_and_limits_are_checked() {
 }
 
 #[test]
+fn the_request_head_limits_default_and_are_bounded() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.server.max_uri_bytes, 8 * 1024);
+    assert_eq!(c.server.max_header_bytes, 32 * 1024);
+    let text = format!("[server]\nmax_uri_bytes = 2048\nmax_header_bytes = 65536\n{MINIMAL}");
+    let c = load(&text).unwrap();
+    assert_eq!(
+        (c.server.max_uri_bytes, c.server.max_header_bytes),
+        (2048, 65536)
+    );
+    for (setting, key) in [
+        ("max_uri_bytes = 100", "server.max_uri_bytes"),
+        ("max_uri_bytes = 65535", "server.max_uri_bytes"),
+        ("max_header_bytes = 1000000", "server.max_header_bytes"),
+    ] {
+        let text = format!("[server]\n{setting}\n{MINIMAL}");
+        let err = load(&text).unwrap_err();
+        assert_eq!(err.key(), Some(key), "{setting}");
+        assert!(err.to_string().contains(&key[7..]), "{err}");
+    }
+}
+
+#[test]
 fn the_shipped_example_validates() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/frontier/treaty.toml");
     let c = Config::load(&path, &MapEnv::new()).unwrap();

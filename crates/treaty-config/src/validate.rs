@@ -452,7 +452,41 @@ fn server(raw: &RawConfig) -> Result<ServerConfig, ConfigError> {
             }
             n => n,
         },
+        max_uri_bytes: bytes_within(
+            "server.max_uri_bytes",
+            raw.server.max_uri_bytes,
+            8 * 1024,
+            ServerConfig::URI_BYTES_CEILING,
+            "max_uri_bytes = 8192",
+        )?,
+        max_header_bytes: bytes_within(
+            "server.max_header_bytes",
+            raw.server.max_header_bytes,
+            32 * 1024,
+            ServerConfig::HEADER_BYTES_CEILING,
+            "max_header_bytes = 32768",
+        )?,
     })
+}
+
+/// A size limit of the request head: from 1 KiB (every client's ordinary
+/// requests fit) to `ceiling`, `default` when absent.
+fn bytes_within(
+    key: &str,
+    value: Option<u64>,
+    default: usize,
+    ceiling: usize,
+    example: &str,
+) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(n) if (1024..=ceiling as u64).contains(&n) => Ok(n as usize),
+        Some(_) => Err(ConfigError::invalid(
+            key,
+            format!("must be between 1024 and {ceiling} bytes"),
+            example,
+        )),
+    }
 }
 
 fn upstream(raw: &RawConfig) -> Result<UpstreamConfig, ConfigError> {

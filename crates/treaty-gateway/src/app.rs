@@ -9,6 +9,7 @@ use axum::routing::{delete, get, post};
 
 use crate::error::{ApiError, Code};
 use crate::gateway::Gateway;
+use crate::head::{HeadLimits, within_limits};
 use crate::routes;
 
 /// Builds the HTTP application.
@@ -21,6 +22,7 @@ pub fn app(gw: Gateway) -> Router {
             session_idle: gw.engine.config.server.ui_session_idle,
         },
     );
+    let head = HeadLimits::from_config(&gw.engine.config.server);
     Router::new()
         // The admin web UI: its own pages, sessions and errors (HTML).
         .nest_service("/ui", ui)
@@ -92,6 +94,7 @@ pub fn app(gw: Gateway) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(head, within_limits))
         .layer(middleware::from_fn(crate::envelope::request_envelope))
         .with_state(gw)
 }

@@ -3,10 +3,10 @@
 //!
 //! [`app`] builds the whole axum application from a [`Gateway`]; tests
 //! call it in-process and the CLI serves it with [`serve`]. A request
-//! flows: request id and logging middleware → body limit → handler, whose
-//! extractors check the caller's key ([`extract`]) and parse the body
-//! ([`body`]) → the engine's one model-call path or the runtime → the
-//! answer (JSON, or SSE). Every error leaves through [`error::ApiError`]
+//! flows: request id and logging middleware → request head limits
+//! ([`head`]) → body limit → handler, whose extractors check the caller's
+//! key ([`extract`]) and parse the body ([`body`]) → the engine's one
+//! model-call path or the runtime → the answer (JSON, or SSE). Every error leaves through [`error::ApiError`]
 //! in the OpenAI shape.
 //!
 //! This crate only translates between HTTP and typed calls: it never
@@ -19,6 +19,7 @@ mod envelope;
 pub mod error;
 mod extract;
 mod gateway;
+mod head;
 pub mod headers;
 mod reply;
 pub(crate) mod routes;

@@ -20,6 +20,20 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
+/// Room for a request head (and its first body bytes) that hyper buffers
+/// before the app sees it. It exceeds the largest URL and header limits
+/// the config allows, so a head over Treaty's limits reaches
+/// [`crate::head`] and is refused in the OpenAI shape; only a head past
+/// this gets hyper's own empty 431. A connection's buffer grows to it
+/// only as bytes arrive, within `header_read_timeout`.
+///
+/// hyper also answers a request with more than 100 headers, or a URL
+/// over 64 KiB, itself: raising its header count would allocate per
+/// request on the hot path, and no SDK sends a tenth of that.
+const HEAD_BUFFER: usize = treaty_config::ServerConfig::URI_BYTES_CEILING
+    + treaty_config::ServerConfig::HEADER_BYTES_CEILING
+    + 192 * 1024;
+
 /// How the edge protects itself; from `[server]` (see
 /// `treaty_config::ServerConfig`).
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +94,7 @@ pub async fn serve_with(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(edge.header_read_timeout)
+        .max_buf_size(HEAD_BUFFER)
         .keep_alive(true);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

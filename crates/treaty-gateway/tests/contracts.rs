@@ -126,6 +126,7 @@ impl Frontier {
         let mut req = Request::builder()
             .method("POST")
             .uri(path)
+            .header("content-type", "application/json")
             .header("authorization", format!("Bearer {key}"));
         for (k, v) in headers {
             req = req.header(*k, *v);

@@ -205,8 +205,8 @@ async fn unreadable_query_strings_and_paths_are_openai_shaped_400s() {
     let key = h.key.clone();
     let k = Some(key.as_str());
     for (path, says) in [
-        ("/v1/runs?limit=1&limit=2", "Invalid query string"),
-        ("/v1/runs/run_x/events?after=abc", "Invalid query string"),
+        ("/v1/runs?limit=1&limit=2", "The query parameter 'limit'"),
+        ("/v1/runs/run_x/events?after=abc", "'after' must be"),
         ("/v1/models/%FF", "Invalid URL path"),
     ] {
         let v = snapshot(&h, "GET", path, k, "").await;

@@ -186,12 +186,12 @@ impl Gw {
             }
             None => Body::empty(),
         };
-        let res = self
-            .app
-            .clone()
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
+        self.send_request(req.body(body).unwrap()).await
+    }
+
+    /// Sends a request built by the caller, as it is.
+    async fn send_request(&self, req: Request<Body>) -> Reply {
+        let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
@@ -883,6 +883,53 @@ async fn health_admin_and_errors_match_the_document() {
     assert_eq!(e["error"]["code"], "not_found");
 }
 
+/// Refusals of the request itself, before any route reads it (a body not
+/// declared JSON, or not an object; a URL or header block over the
+/// limits), are documented for the operation they reach.
+#[tokio::test]
+async fn refusals_of_the_request_itself_match_the_document() {
+    let g = gateway().await;
+    let spec = g.spec().await;
+    let post = |path: &str, content_type: Option<&str>, body: &str| {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("authorization", format!("Bearer {}", g.frontier));
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        req.body(Body::from(body.to_owned())).unwrap()
+    };
+    for (path, content_type, body, status) in [
+        ("/v1/agents", Some("text/plain"), "{}", 415),
+        ("/v1/chat/completions", None, "{}", 415),
+        (
+            "/v1/responses",
+            Some("application/x-www-form-urlencoded"),
+            "a=1",
+            415,
+        ),
+        ("/v1/conversations", Some("application/json"), "[]", 400),
+        ("/v1/embeddings", Some("application/json"), "\"text\"", 400),
+    ] {
+        let r = g.send_request(post(path, content_type, body)).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        spec.check("post", path, &r);
+    }
+    let long = format!("/v1/models?pad={}", "a".repeat(9 * 1024));
+    let r = g.send("GET", &long, Some(&g.api), None).await;
+    assert_eq!(r.status, 414, "{}", r.text());
+    spec.check("get", "/v1/models", &r);
+    let req = Request::builder()
+        .uri("/health")
+        .header("x-pad", "b".repeat(40 * 1024))
+        .body(Body::empty())
+        .unwrap();
+    let r = g.send_request(req).await;
+    assert_eq!(r.status, 431, "{}", r.text());
+    spec.check("get", "/health", &r);
+}
+
 /// The document's own promises about a few shapes, so that loosening a
 /// schema (dropping a `required` field, an enum value) fails here even
 /// where no flow reaches it.
@@ -945,4 +992,59 @@ async fn the_schemas_hold_what_clients_rely_on() {
     spec.validate(&schema("ItemList"), &page).unwrap();
     let short = json!({"object": "list", "data": []});
     assert!(spec.validate(&schema("ItemList"), &short).is_err());
+
+    // The ranges and sizes the server enforces are stated, so a client
+    // generated from the document refuses what the server would.
+    let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    spec.validate(&schema("ChatCompletionRequest"), &chat)
+        .unwrap();
+    for (param, value) in [
+        ("max_tokens", json!(0)),
+        ("max_completion_tokens", json!(0)),
+        ("temperature", json!(2.5)),
+        ("top_p", json!(1.5)),
+        ("n", json!(0)),
+        ("presence_penalty", json!(-2.5)),
+        ("frequency_penalty", json!(2.5)),
+        ("top_logprobs", json!(21)),
+    ] {
+        let mut body = chat.clone();
+        body[param] = value;
+        let refused = spec
+            .validate(&schema("ChatCompletionRequest"), &body)
+            .is_err();
+        assert!(refused, "{param} out of range passes");
+    }
+    let agent = json!({"name": "a", "model": "gpt-4o"});
+    spec.validate(&schema("AgentCreateRequest"), &agent)
+        .unwrap();
+    let function = |name: String| json!({"type": "function", "name": name});
+    let many_keys: serde_json::Map<String, Value> =
+        (0..17).map(|i| (format!("k{i}"), json!("v"))).collect();
+    for (field, value) in [
+        ("name", json!("n".repeat(257))),
+        ("instructions", json!("i".repeat(256_001))),
+        (
+            "tools",
+            json!(
+                (0..129)
+                    .map(|i| function(format!("f{i}")))
+                    .collect::<Vec<_>>()
+            ),
+        ),
+        ("tools", json!([function("f".repeat(65))])),
+        ("metadata", json!(many_keys)),
+        ("metadata", json!({"k": 1})),
+        ("approval", json!({"required": vec!["t"; 129]})),
+    ] {
+        let mut body = agent.clone();
+        body[field] = value;
+        let refused = spec.validate(&schema("AgentCreateRequest"), &body).is_err();
+        assert!(refused, "an agent with too large a {field} passes");
+    }
+    let tokens = json!({"model": "m", "input": [4_294_967_296u64]});
+    assert!(
+        spec.validate(&schema("EmbeddingsRequest"), &tokens)
+            .is_err()
+    );
 }

@@ -1270,3 +1270,88 @@ async fn a_batched_ledger_still_records_every_step_before_the_end() {
         assert_eq!(for_it[1]["model_step"], true);
     }
 }
+
+/// The Vercel AI SDK's loop with `store` on: earlier turns come back as
+/// `item_reference` inputs, resolved from the tenant's own stored items
+/// (input and output) so the model sees them; another tenant's id, or an
+/// unstored one, answers as an unknown id does.
+#[tokio::test]
+async fn item_references_name_the_tenants_own_stored_items() {
+    let g = openai().await;
+    let first = g.respond(input("My name is Ada.")).await;
+    let rid = first["id"].as_str().unwrap();
+    let answer_id = first["output"][0]["id"].as_str().unwrap().to_owned();
+    let asked = g
+        .get(&format!("/v1/responses/{rid}/input_items"), &g.acme())
+        .await
+        .json();
+    let question_id = asked["data"][0]["id"].as_str().unwrap().to_owned();
+
+    let second = g
+        .respond(json!({"model": "gpt-4o", "input": [
+            {"type": "item_reference", "id": question_id},
+            {"type": "item_reference", "id": answer_id},
+            {"role": "user", "content": "[[recall]] who am I?"},
+        ]}))
+        .await;
+    let text = output_text(&second);
+    assert!(
+        text.ends_with("earlier user messages: My name is Ada."),
+        "{text}"
+    );
+    // Stored as the items they named.
+    let sid = second["id"].as_str().unwrap();
+    let items = g
+        .get(
+            &format!("/v1/responses/{sid}/input_items?order=asc"),
+            &g.acme(),
+        )
+        .await
+        .json();
+    assert_eq!(items["data"][0]["id"], question_id.as_str());
+    assert_eq!(items["data"][1]["id"], answer_id.as_str());
+    assert_eq!(items["data"][1]["role"], "assistant");
+    assert_eq!(items["data"][1]["content"], first["output"][0]["content"]);
+
+    // A conversation may be started from stored items too.
+    let conv = g
+        .post(
+            "/v1/conversations",
+            &g.acme(),
+            json!({"items": [{"type": "item_reference", "id": answer_id}]}),
+        )
+        .await;
+    assert_eq!(conv.status, 200, "{}", conv.text());
+
+    // Another tenant's id, an unknown one and an unstored response's are
+    // answered alike, naming the input item.
+    let unstored = g
+        .respond(json!({"model": "gpt-4o", "input": "hi", "store": false}))
+        .await;
+    let unstored_id = unstored["output"][0]["id"].as_str().unwrap().to_owned();
+    let refused = |id: &str, key: String| {
+        let g = &g;
+        let id = id.to_owned();
+        async move {
+            let r = g
+                .post(
+                    "/v1/responses",
+                    &key,
+                    json!({"model": "gpt-4o", "input": [
+                        {"role": "user", "content": "hi"},
+                        {"type": "item_reference", "id": id},
+                    ]}),
+                )
+                .await;
+            assert_eq!(r.status, 404, "{id}: {}", r.text());
+            let e = r.json()["error"].clone();
+            assert_eq!(e["code"], "not_found");
+            assert_eq!(e["param"], "input[1]");
+            assert_eq!(e["message"], format!("Item with id '{id}' not found."));
+        }
+    };
+    refused(&answer_id, g.dod()).await;
+    refused(&answer_id, g.key("acme", "direct", "frontier")).await;
+    refused("msg_nothing", g.acme()).await;
+    refused(&unstored_id, g.acme()).await;
+}

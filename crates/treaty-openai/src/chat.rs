@@ -103,6 +103,31 @@ impl ChatCompletionRequest {
                 "top_p".into(),
             ));
         }
+        for (param, value) in [
+            ("max_tokens", self.max_tokens),
+            ("max_completion_tokens", self.max_completion_tokens),
+        ] {
+            if value == Some(0) {
+                return Err((
+                    format!("'{param}' must be at least 1, got 0."),
+                    param.into(),
+                ));
+            }
+        }
+        for (param, value) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if let Some(v) = value
+                && !(-2.0..=2.0).contains(&v)
+            {
+                return Err((
+                    format!("'{param}' must be between -2 and 2, got {v}."),
+                    param.into(),
+                ));
+            }
+        }
+        crate::responses::validate_top_logprobs(self.extra.get("top_logprobs"))?;
         if let Some(Stop::Many(stops)) = &self.stop
             && stops.len() > 4
         {
@@ -306,11 +331,38 @@ pub struct FunctionCall {
     pub arguments: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ToolChoice {
     Mode(ToolChoiceMode),
     Named(NamedToolChoice),
+}
+
+/// Hand-written so that a wrong mode or a wrong object says what is
+/// expected, where serde's untagged enums only say "data did not match".
+impl<'de> Deserialize<'de> for ToolChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ToolChoice;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"none\", \"auto\", \"required\" or an object naming a function")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ToolChoice, E> {
+                let mode: serde::de::value::StrDeserializer<'_, E> =
+                    serde::de::IntoDeserializer::into_deserializer(v);
+                ToolChoiceMode::deserialize(mode).map(ToolChoice::Mode)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ToolChoice, A::Error> {
+                NamedToolChoice::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ToolChoice::Named)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,11 +393,35 @@ pub enum ResponseFormat {
     JsonSchema { json_schema: Value },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Stop {
     One(String),
     Many(Vec<String>),
+}
+
+/// Hand-written for the same reason as [`ToolChoice`]'s.
+impl<'de> Deserialize<'de> for Stop {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Stop;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Stop, E> {
+                Ok(Stop::One(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Stop, E> {
+                Ok(Stop::One(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Stop, A::Error> {
+                Vec::<String>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(Stop::Many)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Stop {

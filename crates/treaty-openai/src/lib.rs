@@ -25,7 +25,7 @@ pub use chat::{
 pub use embeddings::{EmbeddingInput, EmbeddingsRequest};
 pub use error::{ErrorBody, ErrorObject};
 pub use models::{Model, ModelList};
-pub use parse::{ParseError, parse_json};
+pub use parse::{ParseError, parse_json, parse_query};
 pub use rewrite::{model_value_range, with_model, write_with_model};
 
 use serde::{Deserialize, Serialize};

@@ -108,9 +108,88 @@ pub struct AgentUpdate {
     pub metadata: Option<Map<String, Value>>,
 }
 
-/// Checks an agent against the config and the caller's key: the model
-/// must be one the key may use, webhooks and connectors must be declared,
-/// tool names unique.
+/// OpenAI's limits for assistants, which agents keep so that a client
+/// written against them is refused the same way, and so that one agent
+/// cannot grow without bound (each run reads it whole).
+const MAX_NAME: usize = 256;
+pub(crate) const MAX_INSTRUCTIONS: usize = 256_000;
+const MAX_TOOLS: usize = 128;
+/// OpenAI's limits on a function tool, which hosts enforce upstream.
+const MAX_FUNCTION_NAME: usize = 64;
+const MAX_FUNCTION_DESCRIPTION: usize = 1024;
+/// Names in `approval.required` and an MCP tool's `allowed_tools`: as
+/// many as an agent may have tools.
+const MAX_NAMES: usize = MAX_TOOLS;
+
+/// A refusal when `text` is longer than `max` characters.
+pub(crate) fn at_most(text: &str, max: usize, param: &str) -> Result<(), Error> {
+    // Bytes bound characters from above: count only when it may matter.
+    if text.len() > max && text.chars().count() > max {
+        return Err(Error::invalid(
+            format!("'{param}' may be at most {max} characters long."),
+            Some(param.to_owned()),
+        ));
+    }
+    Ok(())
+}
+
+fn at_most_items(count: usize, max: usize, param: &str) -> Result<(), Error> {
+    if count > max {
+        return Err(Error::invalid(
+            format!("'{param}' may hold at most {max} entries, got {count}."),
+            Some(param.to_owned()),
+        ));
+    }
+    Ok(())
+}
+
+/// OpenAI's metadata limits: 16 keys of up to 64 characters, string
+/// values of up to 512.
+pub(crate) fn check_metadata(metadata: &Map<String, Value>) -> Result<(), Error> {
+    treaty_openai::responses::validate_metadata(metadata, "metadata")
+        .map_err(|(message, param)| Error::invalid(message, Some(param)))
+}
+
+/// Checks an agent's sizes against OpenAI's limits for assistants.
+fn check_sizes(agent: &Agent) -> Result<(), Error> {
+    at_most(&agent.name, MAX_NAME, "name")?;
+    if let Some(instructions) = &agent.instructions {
+        at_most(instructions, MAX_INSTRUCTIONS, "instructions")?;
+    }
+    at_most_items(agent.tools.len(), MAX_TOOLS, "tools")?;
+    for (i, tool) in agent.tools.iter().enumerate() {
+        match tool {
+            AgentTool::Function {
+                name, description, ..
+            } => {
+                at_most(name, MAX_FUNCTION_NAME, &format!("tools[{i}].name"))?;
+                if let Some(d) = description {
+                    at_most(
+                        d,
+                        MAX_FUNCTION_DESCRIPTION,
+                        &format!("tools[{i}].description"),
+                    )?;
+                }
+            }
+            AgentTool::Webhook { .. } => {}
+            AgentTool::Mcp { allowed_tools, .. } => {
+                if let Some(names) = allowed_tools {
+                    at_most_items(names.len(), MAX_NAMES, &format!("tools[{i}].allowed_tools"))?;
+                }
+            }
+        }
+    }
+    at_most_items(
+        agent.approval.required.len(),
+        MAX_NAMES,
+        "approval.required",
+    )?;
+    check_metadata(&agent.metadata)
+}
+
+/// Checks an agent against OpenAI's limits, the config and the caller's
+/// key: the model must be one the key may use, webhooks and connectors
+/// must be declared, tool names unique.
 fn check(rt: &Runtime, caller: &Caller, agent: &Agent) -> Result<(), Error> {
     if agent.name.trim().is_empty() {
         return Err(Error::invalid(
@@ -118,6 +197,7 @@ fn check(rt: &Runtime, caller: &Caller, agent: &Agent) -> Result<(), Error> {
             Some("name".into()),
         ));
     }
+    check_sizes(agent)?;
     rt.engine
         .check_model(&caller.key, &agent.model)
         .map_err(|e| e.with_param("model"))?;

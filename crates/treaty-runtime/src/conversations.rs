@@ -111,7 +111,8 @@ pub async fn create(
     req: ConversationCreate,
 ) -> Result<Reply, Error> {
     req.validate().map_err(invalid)?;
-    let items = req.items();
+    let mut items = req.items();
+    crate::references::resolve(rt, caller, &mut items, "items").await?;
     refuse_taken_ids([], &items, "items")?;
     let id = new_id("conv");
     let held = rt
@@ -205,7 +206,8 @@ pub async fn create_items(
     let (_, held) = gated(rt, caller, id, StateOp::ConversationItemsCreate).await?;
     let result = async {
         let store = &rt.engine.store;
-        let items = req.items();
+        let mut items = req.items();
+        crate::references::resolve(rt, caller, &mut items, "items").await?;
         let mut taken = Vec::new();
         for item in &items {
             if store

@@ -20,6 +20,7 @@ pub mod agents;
 pub mod conversations;
 mod live;
 pub mod page;
+mod references;
 pub mod responses;
 pub mod runs;
 mod stored;

@@ -1,9 +1,9 @@
 //! The OpenAI Responses API, served from Treaty's own state.
 //!
 //! A create is, in order: validate; check the model; rebuild the history
-//! (the chain of previous responses, or the conversation's items), each
-//! of the caller's tenant and product (404 otherwise, as for unknown
-//! ids); if the request holds state (stored, or continuing a previous
+//! (the chain of previous responses, or the conversation's items) and
+//! resolve the input's item references, each of the caller's tenant and
+//! product (404 otherwise, as for unknown ids); if the request holds state (stored, or continuing a previous
 //! response or a conversation), pass the state gate (this instance may
 //! hold it, recorded); make the model step through the one model-call
 //! path; store the response and its items, and append them to the
@@ -70,7 +70,8 @@ pub async fn create(
         (None, Some(conv)) => conversation_history(rt, caller, conv.id()).await?,
         (None, None) => Vec::new(),
     };
-    let input = input_items(&req);
+    let mut input = input_items(&req);
+    crate::references::resolve(rt, caller, &mut input, "input").await?;
     if req.conversation.is_some() {
         crate::conversations::refuse_taken_ids(history.iter().map(Item::id), &input, "input")?;
     }

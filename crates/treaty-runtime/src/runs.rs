@@ -241,6 +241,14 @@ pub async fn create(
         return Err(Error::not_found("Agent", agent_id));
     }
     let agent: crate::agents::Agent = from_json(&agent_row.body)?;
+    if let Some(instructions) = &req.instructions {
+        crate::agents::at_most(
+            instructions,
+            crate::agents::MAX_INSTRUCTIONS,
+            "instructions",
+        )?;
+    }
+    crate::agents::check_metadata(&req.metadata)?;
     if let Some(c) = &req.conversation {
         let conv = crate::conversations::row(rt, caller, c)
             .await
@@ -257,7 +265,9 @@ pub async fn create(
             )
             .map_err(|e| Error::invalid(format!("Invalid 'input': {e}"), Some("input".into())))?;
             as_response.validate().map_err(invalid)?;
-            input_items(&as_response)
+            let mut items = input_items(&as_response);
+            crate::references::resolve(rt, caller, &mut items, "input").await?;
+            items
         }
     };
     if items.is_empty() && req.conversation.is_none() {

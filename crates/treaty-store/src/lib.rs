@@ -39,6 +39,11 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("cannot open the store: {0}")]
     Connect(#[source] sqlx::Error),
+    #[error("cannot create the store file {}: {source}", path.display())]
+    Create {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot migrate the store: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("store query failed: {0}")]
@@ -84,6 +89,16 @@ impl Store {
             }
             _ => url.to_owned(),
         };
+        // Only where SQLite itself would create the file (not `mode=ro`).
+        if backend == Backend::Sqlite
+            && url.contains("mode=rwc")
+            && let Some(file) = sqlite_file(&url)
+        {
+            create_private(&file).map_err(|source| StoreError::Create {
+                path: file.clone(),
+                source,
+            })?;
+        }
         let options = AnyConnectOptions::from_str(&url)
             .map_err(StoreError::Connect)?
             .disable_statement_logging();
@@ -144,6 +159,26 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Creates the SQLite file readable by its owner only (0600) when it does
+/// not exist yet: it holds key hashes, stored conversations and the
+/// ledger. SQLite gives its `-wal` and `-shm` files the database file's
+/// mode, so they are private too. An existing file is left as the
+/// operator set it.
+fn create_private(file: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

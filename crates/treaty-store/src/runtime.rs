@@ -460,6 +460,35 @@ impl Store {
         row.as_ref().map(read).transpose()
     }
 
+    /// The body of a stored item by its id, from any of the tenant's
+    /// responses (input or output) or conversations of `product`; `None`
+    /// when it has none by that id (another tenant's or product's
+    /// included).
+    pub async fn stored_item(
+        &self,
+        tenant: &str,
+        product: &str,
+        item_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT ri.body FROM response_items ri JOIN responses r ON r.id = ri.response_id \
+             WHERE ri.item_id = $1 AND r.tenant = $2 AND r.product = $3 \
+             UNION ALL \
+             SELECT ci.body FROM conversation_items ci JOIN conversations c ON c.id = ci.conversation_id \
+             WHERE ci.item_id = $1 AND c.tenant = $2 AND c.product = $3 \
+             LIMIT 1",
+        )
+        .bind(item_id)
+        .bind(tenant)
+        .bind(product)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<String, _>(0)?),
+            None => None,
+        })
+    }
+
     pub async fn delete_conversation_item(
         &self,
         conversation_id: &str,

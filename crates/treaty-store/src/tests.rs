@@ -57,6 +57,26 @@ async fn sqlite_file_is_created_and_migrated() {
     assert_eq!(store.list_keys(None).await.unwrap().len(), 2);
 }
 
+/// The store holds key hashes, conversations and the ledger: its file and
+/// SQLite's `-wal` and `-shm` beside it are the owner's alone.
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_files_are_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    exercise(&store).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", path.display());
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} is {mode:o}");
+    }
+    store.close().await;
+}
+
 #[tokio::test]
 async fn postgres_runs_the_same_queries() {
     let Some(url) = crate::test_pg::fresh_database("store").await else {
@@ -134,6 +154,29 @@ async fn exercise_runtime(store: &Store) {
             .unwrap(),
         vec![item("msg_c")]
     );
+    // Items by id (`item_reference`): input and output, the tenant's and
+    // product's own only.
+    for id in ["msg_a", "msg_c"] {
+        assert_eq!(
+            store.stored_item("acme", "frontier", id).await.unwrap(),
+            Some(item(id).body)
+        );
+    }
+    assert_eq!(
+        store.stored_item("dod", "frontier", "msg_a").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.stored_item("acme", "api", "msg_a").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .stored_item("acme", "frontier", "msg_x")
+            .await
+            .unwrap(),
+        None
+    );
     assert!(!store.delete_response("dod", "resp_1").await.unwrap());
     assert!(store.delete_response("acme", "resp_1").await.unwrap());
     assert!(
@@ -160,6 +203,22 @@ async fn exercise_runtime(store: &Store) {
         .append_conversation_items("conv_1", &[item("i2"), item("i3")], 6)
         .await
         .unwrap();
+    assert_eq!(
+        store.stored_item("acme", "frontier", "i3").await.unwrap(),
+        Some(item("i3").body)
+    );
+    assert_eq!(
+        store.stored_item("dod", "frontier", "i3").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .stored_item("acme", "frontier", "msg_a")
+            .await
+            .unwrap(),
+        None,
+        "a deleted response's items are gone"
+    );
     let page = store
         .conversation_items("conv_1", Some(1), Order::Asc, 10)
         .await

@@ -127,7 +127,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let keys = mint_keys(&config, &store).await?;
     if let Some(path) = &args.keys_out {
-        std::fs::write(path, serde_json::to_vec_pretty(&keys)?)
+        crate::secret_file::write(path, &serde_json::to_vec_pretty(&keys)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
 
@@ -815,6 +815,7 @@ async fn tool_round_trip(http: &reqwest::Client, base: &str, key: &str) -> anyho
     let res = http
         .post(format!("{base}/v1/chat/completions"))
         .bearer_auth(key)
+        .header("content-type", "application/json")
         .body(serde_json::to_vec(
             &json!({"model": "gpt-4o", "messages": messages, "tools": tools}),
         )?)
@@ -848,6 +849,7 @@ async fn post_json(
     let res = http
         .post(format!("{base}/v1/chat/completions"))
         .bearer_auth(key)
+        .header("content-type", "application/json")
         .body(serde_json::to_vec(body)?)
         .send()
         .await?;

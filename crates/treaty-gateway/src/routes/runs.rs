@@ -60,8 +60,29 @@ pub(crate) async fn approve(
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct EventsQuery {
+    /// Read as text so that a bad one is refused in words, as
+    /// `PageQuery`'s are.
     #[serde(default)]
-    after: Option<i64>,
+    after: Option<String>,
+}
+
+impl EventsQuery {
+    /// The sequence number to list events after; 0 when absent.
+    fn after(&self) -> Result<i64, ApiError> {
+        match &self.after {
+            None => Ok(0),
+            Some(s) => s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                ApiError::invalid(
+                    format!(
+                        "'after' must be an event sequence number (an integer from 0 to {}), \
+                         not '{s}'.",
+                        i64::MAX
+                    ),
+                    Some("after".into()),
+                )
+            }),
+        }
+    }
 }
 
 pub(crate) async fn events(
@@ -71,6 +92,6 @@ pub(crate) async fn events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
     Ok(response(
-        runs::events(&gw.runtime, &caller, &id, q.after.unwrap_or(0)).await?,
+        runs::events(&gw.runtime, &caller, &id, q.after()?).await?,
     ))
 }

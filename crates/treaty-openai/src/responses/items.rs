@@ -7,6 +7,12 @@
 //! where OpenAI is (messages without `type`, `content` as a plain string,
 //! ids optional) and strict about item types Treaty cannot serve, so those
 //! fail with a 400 instead of being silently dropped.
+//!
+//! An input may also name an item stored earlier (`item_reference`, which
+//! the Vercel AI SDK sends for earlier assistant turns when `store` is on).
+//! Resolving it needs the store, so that is the runtime's: nothing here
+//! ever reads a reference's item, and [`super::to_chat_request`] refuses
+//! one left unresolved.
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -27,6 +33,15 @@ pub enum Item {
     FunctionCall(FunctionCallItem),
     /// `function_call_output`: the client's result for a call.
     FunctionCallOutput(FunctionCallOutputItem),
+    /// `item_reference`: an item stored earlier, by id; input only.
+    ItemReference(ItemReference),
+}
+
+/// An item stored earlier, named by its id, standing for that item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemReference {
+    /// The stored item's id (`msg_…`, `fc_…`, `fco_…`).
+    pub id: String,
 }
 
 /// A message from the user, the model, or the system/developer.
@@ -162,6 +177,7 @@ impl Item {
             Item::Message(m) => &m.id,
             Item::FunctionCall(c) => &c.id,
             Item::FunctionCallOutput(o) => &o.id,
+            Item::ItemReference(r) => &r.id,
         }
     }
 
@@ -171,6 +187,7 @@ impl Item {
             Item::Message(_) => "message",
             Item::FunctionCall(_) => "function_call",
             Item::FunctionCallOutput(_) => "function_call_output",
+            Item::ItemReference(_) => "item_reference",
         }
     }
 
@@ -180,6 +197,8 @@ impl Item {
             Item::Message(_) => "msg",
             Item::FunctionCall(_) => "fc",
             Item::FunctionCallOutput(_) => "fco",
+            // Never used: a reference always names an id.
+            Item::ItemReference(_) => "item",
         }
     }
 
@@ -188,15 +207,19 @@ impl Item {
             Item::Message(m) => &mut m.id,
             Item::FunctionCall(c) => &mut c.id,
             Item::FunctionCallOutput(o) => &mut o.id,
+            Item::ItemReference(r) => &mut r.id,
         }
     }
 
-    pub(crate) fn status_mut(&mut self) -> &mut Option<ItemStatus> {
-        match self {
+    /// Sets the item's status; a reference has none of its own.
+    pub(crate) fn set_status(&mut self, status: ItemStatus) {
+        let slot = match self {
             Item::Message(m) => &mut m.status,
             Item::FunctionCall(c) => &mut c.status,
             Item::FunctionCallOutput(o) => &mut o.status,
-        }
+            Item::ItemReference(_) => return,
+        };
+        *slot = Some(status);
     }
 }
 
@@ -217,6 +240,7 @@ impl<'de> Deserialize<'de> for Item {
             Kind::FunctionCallOutput => {
                 serde_path_to_error::deserialize(value).map(Item::FunctionCallOutput)
             }
+            Kind::ItemReference => serde_path_to_error::deserialize(value).map(Item::ItemReference),
         };
         result.map_err(|e| {
             let path = e.path().to_string();
@@ -234,6 +258,7 @@ enum Kind {
     Message,
     FunctionCall,
     FunctionCallOutput,
+    ItemReference,
 }
 
 /// Applies OpenAI's input shorthands in place and refuses item types Treaty
@@ -248,10 +273,12 @@ fn normalise_easy_message(map: &mut Map<String, Value>) -> Result<Kind, String> 
         "message" => {}
         "function_call" => return Ok(Kind::FunctionCall),
         "function_call_output" => return Ok(Kind::FunctionCallOutput),
+        "item_reference" => return Ok(Kind::ItemReference),
         other => {
             return Err(format!(
                 "input items of type '{other}' are not supported; Treaty serves \
-                 'message', 'function_call' and 'function_call_output' items"
+                 'message', 'function_call', 'function_call_output' and 'item_reference' \
+                 items"
             ));
         }
     }

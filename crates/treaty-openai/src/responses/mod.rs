@@ -28,14 +28,18 @@ pub use conversations::{
     ItemList,
 };
 pub use items::{
-    ContentPart, FunctionCallItem, FunctionCallOutputItem, Item, ItemStatus, MessageItem, Role,
+    ContentPart, FunctionCallItem, FunctionCallOutputItem, Item, ItemReference, ItemStatus,
+    MessageItem, Role,
 };
 pub use object::{
     ConversationId, IncompleteDetails, InputTokensDetails, OutputTokensDetails, ResponseError,
     ResponseObject, ResponseStatus, ResponseUsage,
 };
 pub use reply::{ChatOutput, output_from_chat, status_for};
-pub use request::{ConversationRef, CreateResponseRequest, Input, ResponseTool, input_items};
+pub use request::{
+    ConversationRef, CreateResponseRequest, Input, ResponseTool, input_items, validate_metadata,
+    validate_top_logprobs,
+};
 pub use stream::{Event, StreamTranslator};
 pub use to_chat::to_chat_request;
 

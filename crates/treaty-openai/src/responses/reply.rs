@@ -93,7 +93,7 @@ pub fn output_from_chat(body: &[u8]) -> Result<ChatOutput, String> {
     if status_for(&finish_reason).0 == ResponseStatus::Incomplete
         && let Some(last) = items.last_mut()
     {
-        *last.status_mut() = Some(ItemStatus::Incomplete);
+        last.set_status(ItemStatus::Incomplete);
     }
     Ok(ChatOutput {
         items,

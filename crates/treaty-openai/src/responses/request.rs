@@ -111,7 +111,7 @@ impl<'de> Deserialize<'de> for Input {
 }
 
 /// `conversation`: an id, or `{"id": …}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ConversationRef {
     /// `"conv_…"`.
@@ -121,6 +121,36 @@ pub enum ConversationRef {
         /// The conversation id.
         id: String,
     },
+}
+
+/// Hand-written so that a wrong type says what is expected, where
+/// serde's untagged enums only say "data did not match any variant".
+impl<'de> Deserialize<'de> for ConversationRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The object form; other keys are ignored, as at OpenAI.
+        #[derive(Deserialize)]
+        struct ById {
+            id: String,
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ConversationRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a conversation id or an object with its 'id'")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ConversationRef, E> {
+                Ok(ConversationRef::Id(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ConversationRef, A::Error> {
+                ById::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|c| ConversationRef::Object { id: c.id })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl ConversationRef {
@@ -216,6 +246,7 @@ impl CreateResponseRequest {
                 "max_output_tokens",
             ));
         }
+        validate_top_logprobs(self.top_logprobs.as_ref())?;
         self.validate_tools()?;
         if let Some(choice) = &self.tool_choice {
             validate_tool_choice(choice)?;
@@ -306,6 +337,19 @@ fn validate_text(text: &Value) -> Result<(), Invalid> {
     }
 }
 
+/// `top_logprobs`, when given, is an integer from 0 to 20 (Chat
+/// Completions and Responses alike).
+pub fn validate_top_logprobs(value: Option<&Value>) -> Result<(), Invalid> {
+    match value {
+        None | Some(Value::Null) => Ok(()),
+        Some(v) if v.as_u64().is_some_and(|n| n <= 20) => Ok(()),
+        Some(v) => Err(invalid(
+            format!("'top_logprobs' must be an integer from 0 to 20, got {v}."),
+            "top_logprobs",
+        )),
+    }
+}
+
 /// Checks the references serde had to leave optional; `param` is the
 /// array's name (`input`, `items`).
 pub(crate) fn validate_items(items: &[Item], param: &str) -> Result<(), Invalid> {
@@ -337,7 +381,7 @@ pub(crate) fn validate_items(items: &[Item], param: &str) -> Result<(), Invalid>
 
 /// OpenAI's metadata limits: at most 16 keys of up to 64 characters, with
 /// string values of up to 512 characters.
-pub(crate) fn validate_metadata(metadata: &Map<String, Value>, param: &str) -> Result<(), Invalid> {
+pub fn validate_metadata(metadata: &Map<String, Value>, param: &str) -> Result<(), Invalid> {
     if metadata.len() > 16 {
         return Err(invalid(
             format!(
@@ -394,6 +438,6 @@ pub(crate) fn with_id_and_status(mut item: Item) -> Item {
     if item.id().is_empty() {
         *item.id_mut() = new_id(item.id_prefix());
     }
-    *item.status_mut() = Some(ItemStatus::Completed);
+    item.set_status(ItemStatus::Completed);
     item
 }

@@ -564,7 +564,7 @@ impl StreamTranslator {
             }
         };
         if let Some(item) = self.response.output.get_mut(output_index) {
-            *item.status_mut() = Some(status);
+            item.set_status(status);
         }
         self.item_event("response.output_item.done", output_index, out);
     }

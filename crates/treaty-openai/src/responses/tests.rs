@@ -304,8 +304,8 @@ fn unsupported_items_and_bad_input_fail_at_parse_with_a_reason() {
         br#"{"model":"m","input":[{"role":"user","content":[{"type":"input_txt","text":"a"}]}]}"#,
     )
     .unwrap_err();
-    assert_eq!(err.param.as_deref(), Some("input[0]"));
-    assert!(err.message.contains("content[0]"), "{}", err.message);
+    assert_eq!(err.param.as_deref(), Some("input[0].content[0].type"));
+    assert!(err.message.contains("'input_txt'"), "{}", err.message);
 
     let err = parse_json::<CreateResponseRequest>(
         br#"{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":[{"type":"input_image","image_url":"https://x"}]}]}"#,
@@ -615,4 +615,33 @@ fn new_ids_have_the_prefix_and_a_uuid() {
         assert_eq!(hex.len(), 32);
         assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
     }
+}
+
+#[test]
+fn item_references_parse_keep_their_id_and_never_reach_the_model_unresolved() {
+    let req: CreateResponseRequest = parse_json(
+        br#"{"model":"m","input":[{"role":"user","content":"hi"},{"type":"item_reference","id":"msg_1"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(req.validate(), Ok(()));
+    let items = input_items(&req);
+    assert_eq!(
+        items[1],
+        Item::ItemReference(ItemReference { id: "msg_1".into() })
+    );
+    assert_eq!(items[1].kind(), "item_reference");
+    // Written back as it came.
+    assert_eq!(
+        serde_json::to_value(&items[1]).unwrap(),
+        json!({"type": "item_reference", "id": "msg_1"})
+    );
+    let (message, _) = to_chat_request(&req, &items, false).unwrap_err();
+    assert!(message.contains("msg_1"), "{message}");
+
+    let err = parse_json::<CreateResponseRequest>(
+        br#"{"model":"m","input":[{"type":"item_reference"}]}"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.param.as_deref(), Some("input[0].id"));
+    assert_eq!(err.message, "Missing required parameter: 'input[0].id'.");
 }

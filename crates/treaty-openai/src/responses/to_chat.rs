@@ -44,6 +44,13 @@ pub fn to_chat_request(
                 content: MessageContent::Text(o.output.clone()),
                 tool_call_id: o.call_id.clone(),
             }),
+            // The runtime replaces references with the items they name.
+            Item::ItemReference(r) => {
+                return Err((
+                    format!("Item with id '{}' not found.", r.id),
+                    "input".into(),
+                ));
+            }
         }
     }
     if messages.is_empty() {
