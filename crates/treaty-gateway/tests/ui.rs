@@ -70,7 +70,8 @@ fn location(r: &Reply) -> &str {
 async fn sign_in(h: &Harness, token: &str, extra: &[(&str, &str)]) -> (String, String) {
     let mut req = browser("POST", "/ui/login", None, Some(&format!("token={token}")));
     for (k, v) in extra {
-        req.headers_mut().insert(*k, v.parse().unwrap());
+        let name: axum::http::HeaderName = k.parse().unwrap();
+        req.headers_mut().insert(name, v.parse().unwrap());
     }
     let r = h.send(req).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
@@ -115,7 +116,10 @@ async fn ui_without_a_session_redirects_to_the_login_form() {
         ))
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(h.gateway.engine.store.list_keys(None).await.unwrap().len(), 2);
+    assert_eq!(
+        h.gateway.engine.store.list_keys(None).await.unwrap().len(),
+        2
+    );
     let r = h.send(browser("GET", "/ui/login", None, None)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text().contains(r#"<label for="token""#));
@@ -177,7 +181,12 @@ async fn ui_changes_need_the_sessions_csrf_token_and_are_audited() {
     let form = "tenant=acme&channel=direct&product=api&name=from-ui";
     for bad in ["", "&csrf=", "&csrf=0000"] {
         let r = h
-            .send(browser("POST", "/ui/keys", Some(&cookie), Some(&format!("{form}{bad}"))))
+            .send(browser(
+                "POST",
+                "/ui/keys",
+                Some(&cookie),
+                Some(&format!("{form}{bad}")),
+            ))
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{bad:?}");
     }
@@ -207,10 +216,23 @@ async fn ui_changes_need_the_sessions_csrf_token_and_are_audited() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = h
-        .send(browser("POST", &revoke, Some(&cookie), Some(&format!("csrf={csrf}"))))
+        .send(browser(
+            "POST",
+            &revoke,
+            Some(&cookie),
+            Some(&format!("csrf={csrf}")),
+        ))
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert!(store.key_by_id(&new.id).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(
+        store
+            .key_by_id(&new.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
     // Both changes are in the ledger with the UI's actor.
     h.gateway.engine.ledger.flush().await.unwrap();
     let mut out = Vec::new();
@@ -244,7 +266,9 @@ async fn ui_auditor_browses_and_verifies_but_never_changes() {
             "POST",
             "/ui/keys",
             Some(&cookie),
-            Some(&format!("tenant=acme&channel=direct&product=api&csrf={csrf}")),
+            Some(&format!(
+                "tenant=acme&channel=direct&product=api&csrf={csrf}"
+            )),
         ))
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -275,7 +299,11 @@ async fn ui_auditor_browses_and_verifies_but_never_changes() {
     let r = h
         .send(browser("POST", "/ui/verify", Some(&cookie), Some("csrf=x")))
         .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "verify needs the CSRF token too");
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "verify needs the CSRF token too"
+    );
     let r = h
         .send(browser(
             "POST",
@@ -325,7 +353,12 @@ async fn ui_sessions_end_when_idle_and_at_logout() {
         ))
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert!(r.headers[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    assert!(
+        r.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     assert_eq!(location(&get(&h, "/ui", &cookie).await), "/ui/login");
 }
 
@@ -339,10 +372,16 @@ async fn ui_pages_show_the_recorded_traffic() {
     let (cookie, _) = sign_in(&h, ADMIN_TOKEN, &[]).await;
     let pages = [
         ("/ui".to_owned(), "Requests over time by host"),
-        ("/ui/overview/fragment?range=all".to_owned(), "data-breaker=\"azure-a\""),
+        (
+            "/ui/overview/fragment?range=all".to_owned(),
+            "data-breaker=\"azure-a\"",
+        ),
         ("/ui/ledger".to_owned(), request_id.as_str()),
-        ("/ui/ledger?tenant=acme&status=served".to_owned(), request_id.as_str()),
-        (format!("/ui/ledger/{request_id}"), "Every host&#39;s verdict"),
+        (
+            "/ui/ledger?tenant=acme&status=served".to_owned(),
+            request_id.as_str(),
+        ),
+        (format!("/ui/ledger/{request_id}"), r#"id="hosts""#),
         (format!("/ui/explain/{request_id}"), "set by rule"),
         ("/ui/contracts".to_owned(), "No contracts are configured"),
         ("/ui/whatif".to_owned(), "Pick the reading"),
@@ -408,8 +447,16 @@ async fn ui_page_times_on_a_large_ledger() {
             data_classification: "internal".into(),
             admitted: !refused,
             hosts: vec![
-                HostVerdict { host: "azure-a".into(), allowed: true, clauses: vec!["C1".into()] },
-                HostVerdict { host: "vllm-b".into(), allowed: !refused, clauses: vec!["C2".into()] },
+                HostVerdict {
+                    host: "azure-a".into(),
+                    allowed: true,
+                    clauses: vec!["C1".into()],
+                },
+                HostVerdict {
+                    host: "vllm-b".into(),
+                    allowed: !refused,
+                    clauses: vec!["C2".into()],
+                },
             ],
             chosen: (!refused).then(|| host.to_owned()),
             ..DecisionRecord::default()
