@@ -70,7 +70,8 @@ fn location(r: &Reply) -> &str {
 async fn sign_in(h: &Harness, token: &str, extra: &[(&str, &str)]) -> (String, String) {
     let mut req = browser("POST", "/ui/login", None, Some(&format!("token={token}")));
     for (k, v) in extra {
-        req.headers_mut().insert(*k, v.parse().unwrap());
+        let name: axum::http::HeaderName = k.parse().unwrap();
+        req.headers_mut().insert(name, v.parse().unwrap());
     }
     let r = h.send(req).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
@@ -380,10 +381,7 @@ async fn ui_pages_show_the_recorded_traffic() {
             "/ui/ledger?tenant=acme&status=served".to_owned(),
             request_id.as_str(),
         ),
-        (
-            format!("/ui/ledger/{request_id}"),
-            "Every host&#39;s verdict",
-        ),
+        (format!("/ui/ledger/{request_id}"), r#"id="hosts""#),
         (format!("/ui/explain/{request_id}"), "set by rule"),
         ("/ui/contracts".to_owned(), "No contracts are configured"),
         ("/ui/whatif".to_owned(), "Pick the reading"),
@@ -408,4 +406,112 @@ async fn ui_pages_show_the_recorded_traffic() {
     assert!(r.text().contains(r#"id="empty""#));
     let r = get(&h, "/ui/ledger/req_unknown", &cookie).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// How long each page takes on a large ledger. Ignored (it writes the
+/// ledger first, about a minute per million records in a dev build):
+/// `TREATY_UI_BENCH_RECORDS=1000000 cargo nextest run --workspace
+/// -E 'test(ui_page_times_on_a_large_ledger)' --run-ignored all
+/// --no-capture`. The numbers are in BENCHMARKS.md.
+#[tokio::test]
+#[ignore]
+async fn ui_page_times_on_a_large_ledger() {
+    use treaty_ledger::{DecisionRecord, Entry, HostVerdict, OutcomeRecord};
+    let records: u64 = std::env::var("TREATY_UI_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let h = ui_harness("").await;
+    let ledger = h.gateway.engine.ledger.clone();
+    let started = std::time::Instant::now();
+    let now = treaty_domain::now_ms();
+    let requests = records / 2;
+    let mut pending = Vec::with_capacity(4096);
+    let mut last = String::new();
+    for i in 0..requests {
+        let id = format!("req_bench{i:012}");
+        let refused = i % 10 == 0;
+        let host = if i % 3 == 0 { "vllm-b" } else { "azure-a" };
+        let d = DecisionRecord {
+            request_id: id.clone(),
+            // Spread over the last day, oldest first.
+            at_ms: now - 86_400_000 + (i as i64 * 86_400_000 / requests as i64),
+            key_id: "key_bench".into(),
+            tenant: "acme".into(),
+            channel: "direct".into(),
+            product: "api".into(),
+            route: "/v1/chat/completions".into(),
+            model: "gpt-4o".into(),
+            workload_class: "stateless_api".into(),
+            classified_by: "default".into(),
+            data_classification: "internal".into(),
+            admitted: !refused,
+            hosts: vec![
+                HostVerdict {
+                    host: "azure-a".into(),
+                    allowed: true,
+                    clauses: vec!["C1".into()],
+                },
+                HostVerdict {
+                    host: "vllm-b".into(),
+                    allowed: !refused,
+                    clauses: vec!["C2".into()],
+                },
+            ],
+            chosen: (!refused).then(|| host.to_owned()),
+            ..DecisionRecord::default()
+        };
+        let o = OutcomeRecord {
+            request_id: id.clone(),
+            at_ms: d.at_ms + 40,
+            served_by: (!refused).then(|| host.to_owned()),
+            attempts: Vec::new(),
+            status: if refused { 403 } else { 200 },
+            prompt_tokens: 10,
+            completion_tokens: 20,
+            cost_micros: 250,
+            latency_us: 40_000 + (i % 1000) * 50,
+            client_cancelled: false,
+            error: None,
+        };
+        pending.push(ledger.append(Entry::Decision(d)));
+        pending.push(ledger.append(Entry::Outcome(o)));
+        if pending.len() >= 4096 {
+            for p in pending.drain(..) {
+                p.await.unwrap();
+            }
+        }
+        last = id;
+    }
+    for p in pending.drain(..) {
+        p.await.unwrap();
+    }
+    ledger.flush().await.unwrap();
+    eprintln!(
+        "wrote {} records in {:.1}s",
+        requests * 2,
+        started.elapsed().as_secs_f64()
+    );
+    let (cookie, _) = sign_in(&h, ADMIN_TOKEN, &[]).await;
+    let pages = [
+        "/ui?range=15m".to_owned(),
+        "/ui/overview/fragment?range=15m".to_owned(),
+        "/ui/ledger".to_owned(),
+        "/ui/ledger?before=600000".to_owned(),
+        "/ui/ledger?status=refused&host=vllm-b".to_owned(),
+        "/ui/ledger?tenant=eurobank".to_owned(),
+        format!("/ui/ledger?request_id={last}"),
+        format!("/ui/ledger/{last}"),
+        format!("/ui/explain/{last}"),
+        "/ui/contracts".to_owned(),
+        "/ui/runs".to_owned(),
+        "/ui/keys".to_owned(),
+    ];
+    for path in &pages {
+        let t = std::time::Instant::now();
+        let r = get(&h, path, &cookie).await;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        eprintln!("{ms:8.1} ms  {path}");
+    }
 }

@@ -75,9 +75,9 @@ pub struct Session {
 impl Session {
     /// The gate of every change: 403 for the auditor, 403 without the
     /// session's CSRF token.
-    pub fn may_change(&self, csrf: &str) -> Result<(), Response> {
+    pub fn may_change(&self, csrf: &str) -> Result<(), Refused> {
         if self.role != Role::Admin {
-            return Err(forbidden(
+            return Err(Refused(
                 "The auditor role is read-only: sign in with the admin token to change anything.",
             ));
         }
@@ -86,7 +86,7 @@ impl Session {
 
     /// The gate of an action any role may take (verify, logout): 403
     /// without the session's CSRF token.
-    pub fn csrf_matches(&self, csrf: &str) -> Result<(), Response> {
+    pub fn csrf_matches(&self, csrf: &str) -> Result<(), Refused> {
         let a = Sha256::digest(csrf.as_bytes());
         let b = Sha256::digest(self.csrf.as_bytes());
         // Digests compared whole, so timing says nothing about a prefix.
@@ -98,19 +98,25 @@ impl Session {
         {
             Ok(())
         } else {
-            Err(forbidden(
+            Err(Refused(
                 "This form's CSRF token is missing or wrong: reload the page and try again.",
             ))
         }
     }
 }
 
-fn forbidden(message: &str) -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        page::bare("Forbidden", html! { p role="alert" { (message) } }),
-    )
-        .into_response()
+/// A change refused (403), with why.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused(&'static str);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::FORBIDDEN,
+            page::bare("Forbidden", html! { p role="alert" { (self.0) } }),
+        )
+            .into_response()
+    }
 }
 
 fn random_hex() -> String {
@@ -361,7 +367,7 @@ pub async fn logout(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Err(refused) = session.csrf_matches(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     if let Err(e) = ui.engine.store.delete_session(&session.id_hash).await {
         return page::store_error(&e);

@@ -113,7 +113,7 @@ pub async fn create(
     Form(form): Form<CreateForm>,
 ) -> Response {
     if let Err(refused) = session.may_change(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     let engine = &ui.engine;
     if let Err(m) = engine
@@ -189,7 +189,7 @@ pub async fn revoke(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Err(refused) = session.may_change(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     let engine = &ui.engine;
     let row = match engine.store.key_by_id(&id).await {

@@ -83,10 +83,8 @@ impl Filters {
             && eq(&self.product, &d.product)
             && eq(&self.class, &d.workload_class)
             && (self.clause.is_empty()
-                || d.admit_clauses.iter().any(|c| *c == self.clause)
-                || d.hosts
-                    .iter()
-                    .any(|h| h.clauses.iter().any(|c| *c == self.clause)))
+                || d.admit_clauses.contains(&self.clause)
+                || d.hosts.iter().any(|h| h.clauses.contains(&self.clause)))
     }
 
     fn outcome_matches(&self, d: &DecisionRecord, o: Option<&OutcomeRecord>) -> bool {

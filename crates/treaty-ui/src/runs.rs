@@ -77,7 +77,7 @@ pub async fn list(State(ui): State<Arc<Ui>>, session: Session) -> Response {
         entry.2 += 1;
     }
     let mut runs: Vec<_> = runs.into_iter().collect();
-    runs.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.1.0));
     let body = html! {
         p.hint { "Agents and runs named by the " (RECENT) " most recent decisions." }
         @if runs.is_empty() { p { "No agent or run in the recent ledger." } }

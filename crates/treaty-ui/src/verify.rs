@@ -73,7 +73,7 @@ pub async fn start(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Err(refused) = session.csrf_matches(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     let id = format!("verify_{}", treaty_domain::now_ms());
     ui.jobs.insert(
