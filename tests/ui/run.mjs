@@ -132,7 +132,7 @@ try {
   await page.goto(`${ui}/ledger?status=refused`);
   const statuses = await page.locator('#ledger-table tbody tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.status));
   check(statuses.length > 0 && statuses.every((s) => s === 'refused'), `the status filter keeps refusals only (${statuses.length})`);
-  await page.goto(`${ui}/ledger?tenant=acme&status=served`);
+  await page.goto(`${ui}/ledger?tenant=acme&status=served&class=stateless_api`);
   await page.click('#ledger-table tbody tr:first-child a');
   await page.waitForSelector('#hosts');
   check((await page.locator('#hosts tbody tr').count()) > 0, "a record shows every host's verdict");

@@ -28,7 +28,7 @@ const PAGE: usize = 50;
 /// Decisions read per database round trip.
 const BATCH: i64 = 500;
 /// Decisions read at most for one page.
-const SCAN_LIMIT: u64 = 20_000;
+const SCAN_LIMIT: u64 = 10_000;
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub struct Filters {
@@ -57,15 +57,22 @@ pub struct Filters {
     pub before: Option<i64>,
 }
 
-/// How a request ended, as the browser's status filter names it.
-fn status_of(d: &DecisionRecord, o: Option<&OutcomeRecord>) -> &'static str {
+/// How a request ended, as the browser's status filter and the overview
+/// name it. A hold or a tool call reaches no host, so the ledger's
+/// `fate` (which reports share) counts it as failed; here it is served
+/// when its outcome says so (a success status and no error).
+pub fn status_of(d: &DecisionRecord, o: Option<&OutcomeRecord>) -> &'static str {
     let fate = treaty_ledger::fate(d, o);
     if fate.refused {
         "refused"
     } else if fate.served {
         "served"
-    } else if fate.failed {
-        "failed"
+    } else if let Some(o) = o {
+        if o.status < 400 && o.error.is_none() {
+            "served"
+        } else {
+            "failed"
+        }
     } else {
         "pending"
     }
@@ -200,6 +207,16 @@ async fn find(ui: &Ui, f: &Filters) -> Result<(Vec<Listed>, Option<i64>, u64), S
                 break;
             }
             if !f.decision_matches(&d, since, until) {
+                continue;
+            }
+            // A refusal is known from its decision alone (status
+            // `refused`, host `(none)`): filter before reading outcomes,
+            // which cost a lookup each.
+            let refused = !d.admitted || d.refused.is_some();
+            if (f.status == "refused" && !refused)
+                || (refused && !f.status.is_empty() && f.status != "refused")
+                || (refused && !f.host.is_empty() && f.host != treaty_ledger::NO_HOST)
+            {
                 continue;
             }
             let outcome = outcome_of(

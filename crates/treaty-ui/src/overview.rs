@@ -104,10 +104,11 @@ async fn fragment_markup(ui: &Ui, range: &str) -> Result<Markup, String> {
         treaty_ledger::TimeRange::new(since, None),
         |d, o| {
             let fate = treaty_ledger::fate(d, o);
+            let status = crate::ledger::status_of(d, o);
             t.requests += 1;
-            t.served += u64::from(fate.served);
-            t.refused += u64::from(fate.refused);
-            t.failed += u64::from(fate.failed);
+            t.served += u64::from(status == "served");
+            t.refused += u64::from(status == "refused");
+            t.failed += u64::from(status == "failed");
             let b = bucket(d.at_ms);
             let host = treaty_ledger::host_of(d, o).into_owned();
             t.by_host.entry(host).or_insert_with(|| vec![0; BUCKETS])[b] += 1;
@@ -124,7 +125,7 @@ async fn fragment_markup(ui: &Ui, range: &str) -> Result<Markup, String> {
                 if fate.served {
                     t.latencies_us.push(o.latency_us);
                 }
-                if fate.failed || o.status >= 500 {
+                if status == "failed" {
                     let what = o
                         .error
                         .clone()
