@@ -52,5 +52,14 @@ pub fn stored() -> treaty_classify::Features {
     }
 }
 
+/// Body features of stored state that continues a conversation (a
+/// conversation, or a run on one).
+pub fn conversation() -> treaty_classify::Features {
+    treaty_classify::Features {
+        conversation: true,
+        ..stored()
+    }
+}
+
 #[cfg(test)]
 mod tests;

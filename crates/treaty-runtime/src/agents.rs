@@ -249,11 +249,6 @@ fn check(rt: &Runtime, caller: &Caller, agent: &Agent) -> Result<(), Error> {
     Ok(())
 }
 
-/// The body features of an agent: stored state.
-fn features() -> treaty_classify::Features {
-    treaty_policy::stored()
-}
-
 /// Reads one of the tenant's agents (404 when it has none by that id).
 pub(crate) async fn row(rt: &Runtime, caller: &Caller, id: &str) -> Result<AgentRow, Error> {
     rt.engine
@@ -281,7 +276,7 @@ pub(crate) async fn gated(
                 op,
                 id,
                 model: &agent.model,
-                features: features(),
+                features: treaty_policy::stored(),
                 owner: Some(Owner {
                     tenant: &row.tenant,
                     product: &row.product,
@@ -315,7 +310,7 @@ pub async fn create(rt: &Runtime, caller: &Caller, req: AgentCreate) -> Result<R
                 op: StateOp::AgentCreate,
                 id: &agent.id,
                 model: &agent.model,
-                features: features(),
+                features: treaty_policy::stored(),
                 owner: None,
             },
         )
@@ -416,7 +411,7 @@ pub async fn list(rt: &Runtime, caller: &Caller, q: &PageQuery) -> Result<Reply,
                 op: StateOp::AgentList,
                 id: "",
                 model: "",
-                features: features(),
+                features: treaty_policy::stored(),
                 owner: None,
             },
         )

@@ -15,15 +15,6 @@ use crate::page::PageQuery;
 use crate::stored::{changed, from_json, invalid, item_row, json, now_ms, to_json};
 use crate::{Reply, Runtime, settled};
 
-/// The body features of a conversation: stored state, continued.
-pub(crate) fn features() -> treaty_classify::Features {
-    treaty_classify::Features {
-        store: Some(true),
-        previous_response_id: false,
-        conversation: true,
-    }
-}
-
 fn object(row: &ConversationRow) -> Result<Conversation, Error> {
     let mut c = Conversation::new(row.created_at / 1000, from_json(&row.metadata)?);
     c.id = row.id.clone();
@@ -94,7 +85,7 @@ async fn gated(
                 op,
                 id,
                 model: "",
-                features: features(),
+                features: treaty_policy::conversation(),
                 owner: Some(Owner {
                     tenant: &row.tenant,
                     product: &row.product,
@@ -123,7 +114,7 @@ pub async fn create(
                 op: StateOp::ConversationCreate,
                 id: &id,
                 model: "",
-                features: features(),
+                features: treaty_policy::conversation(),
                 owner: None,
             },
         )

@@ -179,15 +179,6 @@ pub struct ApprovalAnswer {
     pub reason: Option<String>,
 }
 
-/// The body features of a run: stored state, continuing a conversation.
-pub(crate) fn features() -> treaty_classify::Features {
-    treaty_classify::Features {
-        store: Some(true),
-        previous_response_id: false,
-        conversation: true,
-    }
-}
-
 async fn row(rt: &Runtime, caller: &Caller, id: &str) -> Result<RunRow, Error> {
     rt.engine
         .store
@@ -216,7 +207,7 @@ async fn gated(
                 op,
                 id,
                 model: &model,
-                features: features(),
+                features: treaty_policy::conversation(),
                 owner: Some(Owner {
                     tenant: &row.tenant,
                     product: &row.product,
@@ -285,7 +276,7 @@ pub async fn create(
                 op: StateOp::RunCreate,
                 id: &id,
                 model: &agent.model,
-                features: features(),
+                features: treaty_policy::conversation(),
                 owner: None,
             },
         )
@@ -394,7 +385,7 @@ pub async fn list(rt: &Runtime, caller: &Caller, q: &PageQuery) -> Result<Reply,
                 op: StateOp::RunList,
                 id: "",
                 model: "",
-                features: features(),
+                features: treaty_policy::conversation(),
                 owner: None,
             },
         )

@@ -199,7 +199,7 @@ async fn run(rt: &Runtime, row: RunRow) -> Result<Stop, Error> {
                     op: StateOp::RunResume,
                     id: &job.row.id,
                     model: &job.agent.model,
-                    features: crate::runs::features(),
+                    features: treaty_policy::conversation(),
                     owner: Some(Owner {
                         tenant: &job.row.tenant,
                         product: &job.row.product,
