@@ -188,6 +188,21 @@ pub struct ServerConfig {
     /// A larger header block (names, values and their separators) is
     /// refused with 431.
     pub max_header_bytes: usize,
+    /// `[server.tls]`: terminate TLS on the listener; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: the certificate the listener serves.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM: the certificate, then any intermediates (relative paths are
+    /// from the config file's folder).
+    pub cert_file: PathBuf,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// How often both files are read again; a changed pair that loads is
+    /// served from then on (default 10 s).
+    pub reload_interval: Duration,
 }
 
 impl ServerConfig {

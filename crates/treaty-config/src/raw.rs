@@ -109,6 +109,15 @@ pub(crate) struct RawServer {
     pub max_connections: Option<usize>,
     pub max_uri_bytes: Option<u64>,
     pub max_header_bytes: Option<u64>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub reload_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -150,6 +150,32 @@ fn the_request_head_limits_default_and_are_bounded() {
 }
 
 #[test]
+fn tls_files_are_relative_to_the_config_and_both_required() {
+    assert!(
+        load(MINIMAL).unwrap().server.tls.is_none(),
+        "plain HTTP by default"
+    );
+    let text = format!(
+        "[server.tls]\ncert_file = \"tls/fullchain.pem\"\nkey_file = \"/keys/privkey.pem\"\n{MINIMAL}"
+    );
+    let tls = load(&text).unwrap().server.tls.unwrap();
+    assert_eq!(tls.cert_file, Path::new("/etc/treaty/tls/fullchain.pem"));
+    assert_eq!(tls.key_file, Path::new("/keys/privkey.pem"));
+    assert_eq!(tls.reload_interval, std::time::Duration::from_secs(10));
+    for (setting, key) in [
+        ("cert_file = \"c.pem\"", "server.tls.key_file"),
+        ("key_file = \"k.pem\"", "server.tls.cert_file"),
+        (
+            "cert_file = \"c.pem\"\nkey_file = \"k.pem\"\nreload_interval = \"0s\"",
+            "server.tls.reload_interval",
+        ),
+    ] {
+        let err = load(&format!("[server.tls]\n{setting}\n{MINIMAL}")).unwrap_err();
+        assert_eq!(err.key(), Some(key), "{setting}");
+    }
+}
+
+#[test]
 fn the_shipped_example_validates() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/frontier/treaty.toml");
     let c = Config::load(&path, &MapEnv::new()).unwrap();

@@ -26,7 +26,7 @@ pub(crate) fn validate(
     base_dir: &Path,
     env: &dyn Env,
 ) -> Result<Config, ConfigError> {
-    let server = server(&raw)?;
+    let server = server(&raw, base_dir)?;
     let upstream = upstream(&raw)?;
     let store = StoreConfig {
         url: match &raw.store.url {
@@ -388,7 +388,7 @@ pub(crate) fn validate(
     })
 }
 
-fn server(raw: &RawConfig) -> Result<ServerConfig, ConfigError> {
+fn server(raw: &RawConfig, base_dir: &Path) -> Result<ServerConfig, ConfigError> {
     let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen = listen_text.parse().map_err(|_| {
         ConfigError::invalid(
@@ -465,6 +465,42 @@ fn server(raw: &RawConfig) -> Result<ServerConfig, ConfigError> {
             32 * 1024,
             ServerConfig::HEADER_BYTES_CEILING,
             "max_header_bytes = 32768",
+        )?,
+        tls: raw
+            .server
+            .tls
+            .as_ref()
+            .map(|t| tls(t, base_dir))
+            .transpose()?,
+    })
+}
+
+/// `[server.tls]`: both files named; they are read when the server starts.
+fn tls(raw: &crate::raw::RawTls, base_dir: &Path) -> Result<crate::TlsConfig, ConfigError> {
+    let file = |key: &str, value: &Option<String>, example: &str| match value.as_deref() {
+        Some(f) if !f.trim().is_empty() => Ok(base_dir.join(f)),
+        _ => Err(ConfigError::invalid(
+            key,
+            "is required when [server.tls] is present",
+            example,
+        )),
+    };
+    Ok(crate::TlsConfig {
+        cert_file: file(
+            "server.tls.cert_file",
+            &raw.cert_file,
+            r#"cert_file = "tls/fullchain.pem""#,
+        )?,
+        key_file: file(
+            "server.tls.key_file",
+            &raw.key_file,
+            r#"key_file = "tls/privkey.pem""#,
+        )?,
+        reload_interval: duration(
+            "server.tls.reload_interval",
+            raw.reload_interval.as_deref(),
+            Duration::from_secs(10),
+            false,
         )?,
     })
 }

@@ -25,6 +25,7 @@ mod reply;
 pub(crate) mod routes;
 mod serve;
 mod sse;
+pub mod tls;
 
 pub use app::app;
 pub use gateway::Gateway;

@@ -6,19 +6,26 @@
 //!
 //! HTTP/1.1 only: it is what OpenAI clients speak to a gateway, and
 //! hyper's protocol auto-detection reads the first bytes with no timer at
-//! all, so it would let a silent connection stay open forever.
+//! all, so it would let a silent connection stay open forever. With
+//! `[server.tls]` the listener terminates TLS itself ([`crate::tls`]); the
+//! handshake must finish within the header deadline.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
+
+use crate::tls::Tls;
 
 /// Room for a request head (and its first body bytes) that hyper buffers
 /// before the app sees it. It exceeds the largest URL and header limits
@@ -36,13 +43,15 @@ const HEAD_BUFFER: usize = treaty_config::ServerConfig::URI_BYTES_CEILING
 
 /// How the edge protects itself; from `[server]` (see
 /// `treaty_config::ServerConfig`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Edge {
     /// The whole header block of a request must arrive within this, from
     /// the connection's start or the end of the previous response.
     pub header_read_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Terminate TLS with this certificate; plain HTTP when `None`.
+    pub tls: Option<Tls>,
 }
 
 impl Default for Edge {
@@ -50,16 +59,24 @@ impl Default for Edge {
         Edge {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            tls: None,
         }
     }
 }
 
 impl Edge {
-    pub fn from_config(server: &treaty_config::ServerConfig) -> Edge {
-        Edge {
+    /// The edge `[server]` describes; loads its TLS certificate, if any
+    /// (an unreadable pair is an error: the server must not start).
+    pub fn from_config(server: &treaty_config::ServerConfig) -> Result<Edge, crate::tls::TlsError> {
+        let tls = match &server.tls {
+            Some(files) => Some(Tls::load(crate::tls::TlsFiles::from_config(files))?),
+            None => None,
+        };
+        Ok(Edge {
             header_read_timeout: server.header_read_timeout,
             max_connections: server.max_connections,
-        }
+            tls,
+        })
     }
 }
 
@@ -91,11 +108,14 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(edge.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
+    let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(edge.header_read_timeout)
         .max_buf_size(HEAD_BUFFER)
         .keep_alive(true);
+    let http = Arc::new(http);
+    // The certificate follows its files while the listener runs.
+    let _reload = edge.tls.as_ref().map(|tls| AbortOnDrop(tls.watch()));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -121,18 +141,22 @@ pub async fn serve_with(
         // Streamed chunks are small writes: without TCP_NODELAY, Nagle's
         // algorithm and the client's delayed ACK add ~40 ms stalls.
         let _ = tcp.set_nodelay(true);
-        // Handlers learn the client's address (the failed-authentication
-        // limiter and admin records use it).
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(addr));
-            app.clone().oneshot(req.map(axum::body::Body::new))
-        });
-        let conn = http.serve_connection(TokioIo::new(tcp), service);
-        let conn = graceful.watch(conn);
+        let (http, app, watcher) = (http.clone(), app.clone(), graceful.watcher());
+        let Some(tls) = edge.tls.clone() else {
+            tokio::spawn(async move {
+                serve_connection(&http, TokioIo::new(tcp), app, addr, false, watcher).await;
+                drop(permit);
+            });
+            continue;
+        };
+        let handshake_deadline = edge.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %addr, "connection ended");
+            match tokio::time::timeout(handshake_deadline, tls.acceptor().accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    serve_connection(&http, TokioIo::new(stream), app, addr, true, watcher).await;
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, %addr, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%addr, "TLS handshake not finished in time"),
             }
             drop(permit);
         });
@@ -140,4 +164,40 @@ pub async fn serve_with(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Serves one connection's requests until it closes, or until a graceful
+/// shutdown finds it idle.
+async fn serve_connection<I>(
+    http: &http1::Builder,
+    io: I,
+    app: Router,
+    addr: SocketAddr,
+    over_tls: bool,
+    watcher: Watcher,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    // Handlers learn the client's address (the failed-authentication
+    // limiter and admin records use it), and the web UI whether its
+    // cookies must be `Secure`.
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(addr));
+        if over_tls {
+            req.extensions_mut().insert(treaty_ui::auth::ServedOverTls);
+        }
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    if let Err(e) = watcher.watch(http.serve_connection(io, service)).await {
+        tracing::debug!(error = %e, %addr, "connection ended");
+    }
+}
+
+/// Stops a background task when its owner goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

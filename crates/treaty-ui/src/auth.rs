@@ -203,6 +203,11 @@ impl FromRequestParts<Arc<Ui>> for Session {
     }
 }
 
+/// A request extension: the connection was TLS that `treaty serve`
+/// terminated itself (`[server.tls]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServedOverTls;
+
 /// The client's address and whether it came over TLS, for the login.
 #[derive(Debug)]
 pub struct Client {
@@ -221,7 +226,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
             .is_some_and(|v| v.eq_ignore_ascii_case("https"));
         Ok(Client {
             addr: client_addr(parts),
-            tls: forwarded_https || parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS),
+            tls: forwarded_https
+                || parts.extensions.get::<ServedOverTls>().is_some()
+                || parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS),
         })
     }
 }

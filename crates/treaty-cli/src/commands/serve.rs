@@ -78,6 +78,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(reading) = gateway.engine.policy.reading() {
         tracing::info!(reading, "contracts in force");
     }
+    // The TLS certificate loads before anything starts: a bad pair stops
+    // the server here, with the file named.
+    let edge = treaty_gateway::Edge::from_config(&gateway.engine.config.server)
+        .context("loading [server.tls]")?;
     let _health = gateway.engine.spawn_health_checks();
     let workers = treaty_runtime::worker::spawn_workers(&gateway.runtime);
     let runtime = gateway.runtime.clone();
@@ -86,9 +90,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %redact_url(&url), "treaty gateway listening");
-    output::line(format!("listening on http://{addr}"));
+    let scheme = if edge.tls.is_some() { "https" } else { "http" };
+    output::line(format!("listening on {scheme}://{addr}"));
     let ledger = gateway.engine.ledger.clone();
-    let edge = treaty_gateway::Edge::from_config(&gateway.engine.config.server);
     treaty_gateway::serve_with(
         listener,
         treaty_gateway::app(gateway),
