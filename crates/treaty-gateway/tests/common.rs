@@ -14,6 +14,8 @@ use treaty_keys::KeyRequest;
 
 pub const UPSTREAM_KEY: &str = "sk-upstream-SECRET-0123456789abcdef";
 pub const ADMIN_TOKEN: &str = "admin-SECRET-token-42";
+/// The web UI's read-only role; every harness enables it.
+pub const AUDITOR_TOKEN: &str = "auditor-SECRET-token-7";
 
 pub struct Harness {
     pub app: axum::Router,
@@ -109,7 +111,8 @@ async fn harness_with_config(text: &str) -> Harness {
     let env = MapEnv::new()
         .with("EMU", &emulator.url())
         .with("UPSTREAM_KEY", UPSTREAM_KEY)
-        .with("TREATY_ADMIN_TOKEN", ADMIN_TOKEN);
+        .with("TREATY_ADMIN_TOKEN", ADMIN_TOKEN)
+        .with("TREATY_AUDITOR_TOKEN", AUDITOR_TOKEN);
     let config = Config::from_toml(text, Path::new("."), &env).unwrap();
     Harness::open(config, &env, emulator).await
 }

@@ -6,37 +6,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
-use common::{ADMIN_TOKEN, Harness, Reply, UPSTREAM_KEY};
-use treaty_config::{Config, MapEnv};
-use treaty_emulator::{Emulator, EmulatorConfig};
-
-const AUDITOR_TOKEN: &str = "auditor-SECRET-token-7";
-
-async fn ui_harness(extra_server: &str) -> Harness {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let emulator = Emulator::start(
-        EmulatorConfig {
-            api_key: Some(UPSTREAM_KEY.into()),
-            ..EmulatorConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let env = MapEnv::new()
-        .with("EMU", &emulator.url())
-        .with("UPSTREAM_KEY", UPSTREAM_KEY)
-        .with("TREATY_ADMIN_TOKEN", ADMIN_TOKEN)
-        .with("TREATY_AUDITOR_TOKEN", AUDITOR_TOKEN);
-    let config =
-        Config::from_toml(&common::config_text(extra_server), Path::new("."), &env).unwrap();
-    Harness::open(config, &env, emulator).await
-}
+use common::{ADMIN_TOKEN, AUDITOR_TOKEN, Harness, Reply};
 
 fn addr() -> ConnectInfo<SocketAddr> {
     ConnectInfo("10.1.2.3:5555".parse().unwrap())
@@ -97,7 +71,7 @@ async fn get(h: &Harness, path: &str, cookie: &str) -> Reply {
 
 #[tokio::test]
 async fn ui_without_a_session_redirects_to_the_login_form() {
-    let h = ui_harness("").await;
+    let h = common::harness_with("").await;
     for path in ["/ui", "/ui/ledger", "/ui/keys", "/ui/whatif", "/ui/runs"] {
         let r = h.send(browser("GET", path, None, None)).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}");
@@ -127,7 +101,7 @@ async fn ui_without_a_session_redirects_to_the_login_form() {
 
 #[tokio::test]
 async fn ui_login_sets_a_hardened_cookie_and_stores_only_its_hash() {
-    let h = ui_harness("").await;
+    let h = common::harness_with("").await;
     let (id, raw) = sign_in(&h, ADMIN_TOKEN, &[]).await;
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
         assert!(raw.contains(attr), "{raw}");
@@ -146,7 +120,7 @@ async fn ui_login_sets_a_hardened_cookie_and_stores_only_its_hash() {
 
 #[tokio::test]
 async fn ui_wrong_tokens_are_refused_and_count_as_failed_authentication() {
-    let h = ui_harness("[rate_limits]\nauth_failures_per_minute = 2\n").await;
+    let h = common::harness_with("[rate_limits]\nauth_failures_per_minute = 2\n").await;
     for _ in 0..2 {
         let r = h
             .send(browser("POST", "/ui/login", None, Some("token=guess")))
@@ -173,7 +147,7 @@ async fn ui_wrong_tokens_are_refused_and_count_as_failed_authentication() {
 
 #[tokio::test]
 async fn ui_changes_need_the_sessions_csrf_token_and_are_audited() {
-    let h = ui_harness("").await;
+    let h = common::harness_with("").await;
     let (cookie, _) = sign_in(&h, ADMIN_TOKEN, &[]).await;
     let page = get(&h, "/ui/keys", &cookie).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -251,7 +225,7 @@ async fn ui_changes_need_the_sessions_csrf_token_and_are_audited() {
 
 #[tokio::test]
 async fn ui_auditor_browses_and_verifies_but_never_changes() {
-    let h = ui_harness("").await;
+    let h = common::harness_with("").await;
     let r = h.post("/v1/chat/completions", common::chat("hello")).await;
     assert_eq!(r.status, StatusCode::OK);
     let (cookie, _) = sign_in(&h, AUDITOR_TOKEN, &[]).await;
@@ -328,7 +302,7 @@ async fn ui_auditor_browses_and_verifies_but_never_changes() {
 
 #[tokio::test]
 async fn ui_sessions_end_when_idle_and_at_logout() {
-    let h = ui_harness("ui_session_idle = \"1s\"").await;
+    let h = common::harness_with("ui_session_idle = \"1s\"").await;
     let (cookie, _) = sign_in(&h, ADMIN_TOKEN, &[]).await;
     assert_eq!(get(&h, "/ui", &cookie).await.status, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
@@ -364,7 +338,7 @@ async fn ui_sessions_end_when_idle_and_at_logout() {
 
 #[tokio::test]
 async fn ui_pages_show_the_recorded_traffic() {
-    let h = ui_harness("").await;
+    let h = common::harness_with("").await;
     let r = h.post("/v1/chat/completions", common::chat("hello")).await;
     assert_eq!(r.status, StatusCode::OK);
     let request_id = r.headers["x-request-id"].to_str().unwrap().to_owned();
@@ -421,7 +395,7 @@ async fn ui_page_times_on_a_large_ledger() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let h = ui_harness("").await;
+    let h = common::harness_with("").await;
     let ledger = h.gateway.engine.ledger.clone();
     let started = std::time::Instant::now();
     let now = treaty_domain::now_ms();
